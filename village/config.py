@@ -1,0 +1,39 @@
+"""Knobs of a simulation that are not part of a scenario (the paper's constants as defaults)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from memory.retrieval import RetrievalWeights
+
+ABLATIONS = ("observation", "reflection", "planning")
+
+
+@dataclass
+class SimConfig:
+    reflection_threshold: float = 150.0  # summed importance of new observations (paper: 150)
+    reflection_recent: int = 100  # records the reflection questions are asked about
+    insights_per_question: int = 5
+    weights: RetrievalWeights = field(default_factory=RetrievalWeights)
+    k_plan: int = 8  # memories retrieved for each use
+    k_react: int = 5
+    k_converse: int = 5
+    k_reflect: int = 10
+    k_interview: int = 10
+    max_utterances: int = 8  # the released code caps a conversation at 8 rounds
+    cooldown_minutes: int = 60  # the same pair does not talk again before this
+    wait_minutes: int = 5
+    react_cooldown_minutes: int = 30  # do not reconsider the same person before this
+    importance_batch: int = 8  # rate new records together once this many are pending ...
+    importance_max_age_minutes: int = 30  # ... or once the oldest has waited this long
+    ablate: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.ablate) - set(ABLATIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown ablation {sorted(unknown)[0]!r} (expected one of: {', '.join(ABLATIONS)})"
+            )
+        self.ablate = frozenset(self.ablate)
+
+    def enabled(self, module: str) -> bool:
+        return module not in self.ablate

@@ -1,0 +1,262 @@
+"""VillageModel: the Mesa model — the clock, the world, the residents and one step of the town.
+
+A step (paper: 10 s of game time) runs in three phases:
+1. think: every agent perceives, remembers, reflects, plans and reacts. Their model calls
+   go out concurrently (asyncio); each agent touches only its own memory.
+2. converse: pairs who decided to talk (resolved in a fixed agent order) hold their
+   conversations, concurrently across pairs.
+3. act: agents move one tile in a fixed order; the recorder commits the step.
+So a seeded run with a cached model is reproducible whatever the timing of the calls.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Iterable
+
+import mesa
+import networkx as nx
+
+from agents.agent import GenerativeAgent, describe_event
+from agents.converse import Conversation
+from agents.llm.wrappers import Accounting
+from agents.perceive import Event
+from agents.prompting import PromptRunner
+from village.config import SimConfig
+from village.recorder import Recorder, iso
+from village.scenario import Scenario
+from village.world import World
+
+if TYPE_CHECKING:
+    from agents.llm.base import LanguageModel, Response
+    from agents.plan import Activity
+    from memory.embeddings import Embedder
+    from memory.stream import MemoryRecord, Scored
+
+
+class VillageModel(mesa.Model):
+    """The town. `llm` is a ready LanguageModel (wrappers already composed around it)."""
+
+    agent_class: type[GenerativeAgent] = GenerativeAgent
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        llm: "LanguageModel",
+        embedder: "Embedder",
+        recorder: Recorder | None = None,
+        config: SimConfig | None = None,
+        accounting: Accounting | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.seed_value = scenario.scenario.seed if seed is None else seed
+        super().__init__(seed=self.seed_value)
+        self.scenario = scenario
+        self.config = config or SimConfig()
+        self.world = World.from_scenario(scenario)
+        self.start_time: datetime = scenario.scenario.start
+        self.seconds_per_step: int = scenario.scenario.seconds_per_step
+        self.embedder = embedder
+        self.llm = llm
+        self.llm_seed = self.seed_value
+        self.accounting = accounting or Accounting()
+        self.runner = PromptRunner(llm, accounting=self.accounting)
+        self.recorder = recorder
+        self._loop = asyncio.new_event_loop()
+        self.conversations: dict[int, Conversation] = {}
+        self._next_conversation_id = 1
+        self.cooldowns: dict[frozenset[str], datetime] = {}
+        self.social = nx.Graph()
+        self._last_states: dict[int, tuple] = {}
+        self._whispers = sorted(scenario.whispers, key=lambda w: (w.at, w.resident))
+        self.residents: list[GenerativeAgent] = []
+        for i, res in enumerate(scenario.residents, start=1):
+            self.residents.append(self.agent_class(self, res, agent_id=i))
+        self.agent_by_name = {a.name: a for a in self.residents}
+        for a in self.residents:
+            self.social.add_node(a.name)
+        for res in scenario.residents:
+            for other, relation in (res.relationships or {}).items():
+                self._edge(res.name, other, kind="seeded", relation=relation, count=False)
+        if recorder is not None:
+            recorder.add_agents(
+                {"id": a.agent_id, "name": a.name, "age": a.resident.age,
+                 "traits": list(a.resident.traits), "background": a.resident.background,
+                 "currently": a.resident.currently, "routine": a.resident.routine,
+                 "home": a.home} for a in self.residents)
+        for a in self.residents:
+            for text in a.resident.memories:
+                a.remember(text, "observation", importance=None)
+        self._gather(a.flush_pending() for a in self.residents)
+        self._record_states()
+        self._commit(0.0)
+
+    # -- time --------------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        return self.start_time + timedelta(seconds=self.steps * self.seconds_per_step)
+
+    def steps_for(self, *, hours: float | None = None, steps: int | None = None) -> int:
+        if steps is not None:
+            return steps
+        return int(round((hours or 0) * 3600 / self.seconds_per_step))
+
+    # -- the step -------------------------------------------------------------------------------
+    def step(self) -> None:
+        t0 = time.perf_counter()
+        events = self.visible_world_events()
+        self._gather(a.think(events) for a in self.residents)
+        self._start_conversations()
+        for a in self.residents:  # fixed order
+            self._apply_replan(a)
+            a.act()
+        self._end_conversations()
+        self._record_states()
+        self._commit((time.perf_counter() - t0) * 1000)
+
+    def _gather(self, coros: Iterable[Any]) -> list[Any]:
+        """Run coroutines concurrently on the model's own loop; results in input order."""
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*coros)
+
+        return self._loop.run_until_complete(gather())
+
+    def visible_world_events(self) -> list[Event]:
+        """What can be seen this step: every awake agent doing something, where they are."""
+        out = []
+        for a in self.residents:
+            x, y = a.pos_xy
+            out.append(Event(a.name, describe_event(a), x, y, self.world.area_of(x, y), a.agent_id))
+        return out
+
+    # -- conversations -----------------------------------------------------------------------
+    def may_talk(self, a: GenerativeAgent, b: GenerativeAgent) -> bool:
+        if a is b or a.busy or b.busy:
+            return False
+        until = self.cooldowns.get(frozenset((a.name, b.name)))
+        return until is None or self.now >= until
+
+    def _start_conversations(self) -> None:
+        taken: set[str] = set()
+        pairs: list[Conversation] = []
+        for a in self.residents:  # fixed order decides who talks with whom
+            other = self.agent_by_name.get(a.intent.talk_to or "")
+            if other is None or a.name in taken or other.name in taken or not self.may_talk(a, other):
+                continue
+            taken.update((a.name, other.name))
+            conv = Conversation(self._next_conversation_id, a, other, self.steps,
+                                self.world.place_at(*a.pos_xy) or "the street")
+            self._next_conversation_id += 1
+            a.conversation_id = other.conversation_id = conv.id
+            a.partner, other.partner = other.name, a.name
+            self.log_event(a, "conversation", f"{a.name} starts talking with {other.name}", conv.place)
+            pairs.append(conv)
+        if not pairs:
+            return
+        self._gather(c.a.converse(c) for c in pairs)
+        for conv in pairs:
+            self.conversations[conv.id] = conv
+            self.cooldowns[frozenset((conv.a.name, conv.b.name))] = (
+                self.now + timedelta(minutes=self.config.cooldown_minutes))
+            self._edge(conv.a.name, conv.b.name, kind="conversation")
+            self._record_conversation(conv)
+
+    def _end_conversations(self) -> None:
+        for a in self.residents:
+            cid = a.conversation_id
+            if cid is not None and self.steps >= self.conversations[cid].step_end:
+                a.conversation_id = a.partner = None
+
+    def _apply_replan(self, a: GenerativeAgent) -> None:
+        if a.replan_after_conversation and a.conversation_id is None:
+            desc, place, minutes = a.replan_after_conversation
+            a.replan_after_conversation = None
+            a.replan(desc, place, minutes)
+
+    def _edge(self, a: str, b: str, *, kind: str, relation: str | None = None,
+              count: bool = True) -> None:
+        if a not in self.agent_by_name or b not in self.agent_by_name:
+            return
+        if not self.social.has_edge(a, b):
+            self.social.add_edge(a, b, conversations=0, relation=relation, kind=kind,
+                                 since=self.steps)
+        e = self.social.edges[a, b]
+        if relation and not e.get("relation"):
+            e["relation"] = relation
+        if count:
+            e["conversations"] += 1
+            e["last_step"] = self.steps
+        if self.recorder is not None:
+            ia, ib = sorted((self.agent_by_name[a].agent_id, self.agent_by_name[b].agent_id))
+            self.recorder.add("social_edges", (self.steps, ia, ib, kind, e["conversations"],
+                                               e.get("relation")))
+
+    # -- whispers (the paper's "inner voice") ------------------------------------------------
+    def whispers_due(self, agent: GenerativeAgent) -> Iterable[str]:
+        lo = self.now - timedelta(seconds=self.seconds_per_step)
+        for w in self._whispers:
+            if w.resident == agent.name and lo < w.at <= self.now:
+                self.log_event(agent, "whisper", w.text)
+                yield w.text
+
+    # -- recording -------------------------------------------------------------------------------
+    def log_event(self, agent: GenerativeAgent | None, kind: str, description: str,
+                  place: str | None = None) -> None:
+        if self.recorder is not None:
+            self.recorder.event(self.steps, agent.agent_id if agent else None, kind, description, place)
+
+    def record_memory(self, agent: GenerativeAgent, rec: "MemoryRecord", vec: Any,
+                      call_id: int | None) -> None:
+        if self.recorder is not None:
+            self.recorder.memory(agent.agent_id, rec, vec, call_id)
+
+    def record_retrieval(self, agent: GenerativeAgent, rid: int, purpose: str, query: str,
+                         hits: "list[Scored]") -> None:
+        if self.recorder is None:
+            return
+        self.recorder.add("retrievals", (rid, self.steps, agent.agent_id, purpose, query))
+        for rank, h in enumerate(hits):
+            self.recorder.add("retrieval_hits", (rid, rank, h.record.id, float(h.recency),
+                                                 float(h.importance), float(h.relevance),
+                                                 float(h.score)))
+
+    def record_plan(self, agent: GenerativeAgent, pid: int, a: "Activity", parent: int | None,
+                    memory_id: int | None, call: "Response | None", retrieval: int | None) -> None:
+        if self.recorder is None:
+            return
+        call_id = call.extra.get("call_id") if call is not None else None
+        self.recorder.add("plans", (pid, agent.agent_id, self.steps, a.level, parent, iso(a.start),
+                                    iso(a.end), a.description, a.place, memory_id, call_id,
+                                    retrieval))
+
+    def _record_conversation(self, conv: Conversation) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.add("conversations", (conv.id, conv.a.agent_id, conv.b.agent_id,
+                                            conv.step_start, conv.step_end, conv.place,
+                                            len(conv.lines), conv.ended_by))
+        for i, (speaker, text, resp) in enumerate(conv.lines):
+            call_id = resp.extra.get("call_id") if resp is not None else None
+            self.recorder.add("utterances", (conv.id, i, conv.step_start + i, speaker.agent_id,
+                                             text, call_id))
+
+    def _record_states(self) -> None:
+        if self.recorder is None:
+            return
+        for a in self.residents:
+            x, y = a.pos_xy
+            action_place = a.action.place if (a.action and not a.asleep) else None
+            state = (x, y, self.world.place_at(x, y), a.action_text, action_place, None,
+                     a.conversation_id, int(a.asleep))
+            if self._last_states.get(a.agent_id) != state:  # change-only storage
+                self._last_states[a.agent_id] = state
+                self.recorder.add("agent_states", (a.agent_id, self.steps, *state))
+
+    def _commit(self, duration_ms: float) -> None:
+        if self.recorder is not None:
+            self.recorder.commit_step(self.steps, self.now, duration_ms)
+
+    def close(self) -> None:
+        self._loop.close()
