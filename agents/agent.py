@@ -116,15 +116,10 @@ class GenerativeAgent(mesa.Agent):
         vec = m.embedder.embed([description])[0]
         rec = self.memory.add(description, kind, m.now, importance or 1, vec,
                               evidence=evidence, step=m.steps)
+        self.model.record_memory(self, rec, vec, None, rated=importance is not None)
         if importance is None:
             self.pending.append(_Pending(rec, counts_for_reflection=counts))
-        else:
-            self._write_memory(rec, None)
         return rec
-
-    def _write_memory(self, rec: MemoryRecord, call: "Response | None") -> None:
-        call_id = call.extra.get("call_id") if call is not None else None
-        self.model.record_memory(self, rec, self.memory.embeddings[rec.index], call_id)
 
     async def flush_pending(self, force: bool = True) -> None:
         """Rate pending records in one model call (cheaper than one call each)."""
@@ -150,7 +145,7 @@ class GenerativeAgent(mesa.Agent):
             self.memory.set_importance(p.record.id, imp)
             if p.counts_for_reflection:
                 self.importance_since_reflection += imp
-            self._write_memory(p.record, res.response)
+            self.model.record_rating(self, p.record, res.response)
         if self.pending:
             await self.flush_pending(force)
 

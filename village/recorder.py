@@ -198,10 +198,15 @@ class Recorder:
 
     def memory(self, agent_id: int, record: Any, embedding: np.ndarray, call_id: int | None) -> None:
         self.add("memories", (record.id, agent_id, record.step, iso(record.created), record.kind,
-                              record.description, int(record.importance),
+                              record.description,
+                              None if record.importance is None else int(record.importance),
                               embedding_blob(embedding), call_id))
         for ev in record.evidence:
             self.add("memory_evidence", (record.id, int(ev)))
+
+    def rated(self, memory_id: int, importance: int, call_id: int | None) -> None:
+        """Importance arrives after the record (rated in batches): update the row at commit."""
+        self.add("memory_rating", (int(importance), call_id, memory_id))
 
     def event(self, step: int, agent_id: int | None, kind: str, description: str,
               place: str | None = None) -> None:
@@ -219,7 +224,9 @@ class Recorder:
         "utterances": "INSERT INTO utterances VALUES (?,?,?,?,?,?)",
         "social_edges": "INSERT OR REPLACE INTO social_edges VALUES (?,?,?,?,?,?)",
         "events": "INSERT INTO events(step, agent_id, kind, description, place) VALUES (?,?,?,?,?)",
+        "memory_rating": "UPDATE memories SET importance = ?, call_id = ? WHERE id = ?",
     }
+    _ORDER = {"memory_rating": 1}  # updates after the inserts of the same step
 
     def commit_step(self, step: int, game_time: datetime, duration_ms: float) -> None:
         with self._lock:
@@ -248,7 +255,7 @@ class Recorder:
             if call_rows:
                 self.conn.executemany(
                     "INSERT INTO llm_calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", call_rows)
-            for table, rows in buf.rows.items():
+            for table, rows in sorted(buf.rows.items(), key=lambda kv: self._ORDER.get(kv[0], 0)):
                 self.conn.executemany(self._INSERTS[table], rows)
             self.conn.execute(
                 "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?)",

@@ -10,7 +10,8 @@ from typing import Callable
 
 from agents.llm.cache import ResponseCache, default_cache_path
 from agents.llm.factory import build_model, compose
-from agents.llm.wrappers import Accounting
+from agents.llm.base import ModelError
+from agents.llm.wrappers import Accounting, RetryPolicy, one_line
 from memory.embeddings import load_embedder
 from village.config import SimConfig
 from village.model import VillageModel
@@ -32,6 +33,11 @@ class RunOptions:
     cache_path: Path | None = None
     n_ctx: int = 4096
     n_threads: int | None = None  # in-process models: default all cores (a run owns the machine)
+    llm_concurrency: int | None = None  # calls in flight at once (default per backend: factory)
+    llm_model: str | None = None  # model name for openai: / llm: (overrides the spec's)
+    api_key_env: str | None = None  # env var holding the API key (openai:; never the key)
+    llm_timeout: float | None = None  # seconds per HTTP request (openai:)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     config: SimConfig = field(default_factory=SimConfig)
 
 
@@ -62,7 +68,9 @@ def build(scenario: Scenario | str, opts: RunOptions) -> VillageModel:
         raise FileExistsError(f"{out}: already exists (choose another --out)")
     seed = sc.scenario.seed if opts.seed is None else opts.seed
     backend = build_model(opts.llm, n_ctx=opts.n_ctx, seed=seed,
-                          n_threads=opts.n_threads or os.cpu_count() or 1)
+                          n_threads=opts.n_threads or os.cpu_count() or 1,
+                          concurrency=opts.llm_concurrency, llm_model=opts.llm_model,
+                          api_key_env=opts.api_key_env, timeout=opts.llm_timeout)
     embedder = load_embedder(opts.embedder)
     recorder = Recorder(out)
     recorder.start_run(
@@ -71,14 +79,29 @@ def build(scenario: Scenario | str, opts: RunOptions) -> VillageModel:
         embedder_dim=embedder.dim, seconds_per_step=sc.scenario.seconds_per_step,
         game_start=sc.scenario.start.isoformat(), ablations=sorted(opts.config.ablate),
         config={"n_ctx": opts.n_ctx, "cache": opts.cache,
+                "llm_concurrency": backend.max_concurrency, "llm_timeout": opts.llm_timeout,
+                "retry": {"attempts": opts.retry.attempts, "initial": opts.retry.initial,
+                          "maximum": opts.retry.maximum},
                 "reflection_threshold": opts.config.reflection_threshold},
         village_version=_version(),
     )
     accounting = Accounting()
     cache = ResponseCache(opts.cache_path or default_cache_path()) if opts.cache else None
-    llm = compose(backend, cache=cache, accounting=accounting, sink=recorder.call)
-    return VillageModel(sc, llm=llm, embedder=embedder, recorder=recorder, config=opts.config,
-                        accounting=accounting, seed=seed)
+    llm = compose(backend, cache=cache, accounting=accounting, sink=recorder.call,
+                  retry=opts.retry)
+    try:  # step 0 already calls the model (rating the seeded memories)
+        return VillageModel(sc, llm=llm, embedder=embedder, recorder=recorder,
+                            config=opts.config, accounting=accounting, seed=seed)
+    except BaseException as exc:
+        recorder.finish_run("failed", one_line(f"{type(exc).__name__}: {exc}", 2000))
+        recorder.close()
+        if isinstance(exc, ModelError):
+            raise RunFailedError(f"{exc} (run recorded as failed in {out})") from exc
+        raise
+
+
+class RunFailedError(ModelError):
+    """The model failed for good while a run was being set up (its database says so)."""
 
 
 def run(model: VillageModel, n_steps: int,
@@ -91,6 +114,7 @@ def run(model: VillageModel, n_steps: int,
             model.step()
             if on_step is not None:
                 on_step(model)
+        model.finish()
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"
         raise

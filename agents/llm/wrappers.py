@@ -83,6 +83,27 @@ class RetriesExhaustedError(ModelError):
         self.last = last
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :class:`RetryingModel` retries transient failures.
+
+    ``attempts`` counts the first try; waits are random in [0, min(maximum, initial·2^n)]
+    (exponential backoff with full jitter); ``total_s`` optionally caps the time one call
+    may spend retrying. Tests shrink ``initial``/``maximum`` to keep fault runs fast.
+    """
+
+    attempts: int = 5
+    initial: float = 0.5
+    maximum: float = 8.0
+    total_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("retry attempts must be >= 1")
+        if self.initial < 0 or self.maximum < 0:
+            raise ValueError("retry backoff must be >= 0")
+
+
 class RetryingModel(_Forwarding):
     """Retries :class:`TransientModelError` with jittered exponential backoff.
 
@@ -108,6 +129,10 @@ class RetryingModel(_Forwarding):
         self.maximum = maximum
         self.timeout_s = timeout_s
         self._sleep = sleep
+
+    @classmethod
+    def from_policy(cls, inner: LanguageModel, policy: RetryPolicy, **kw: Any) -> RetryingModel:
+        return cls(inner, policy.attempts, policy.initial, policy.maximum, policy.total_s, **kw)
 
     def complete(self, request: Request) -> Response:
         stop = stop_after_attempt(self.attempts)

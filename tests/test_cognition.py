@@ -1,0 +1,255 @@
+"""Each cognitive module with the scripted test double (fast; no real model)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from agents.perceive import Event, visible_events
+from agents.plan import actions_from_items, blocks_from_activities
+from village.config import SimConfig
+from tests.helpers import build_model, by_purpose, db, edited_scenario, scenario_text
+
+
+# -- perception ----------------------------------------------------------------------------
+def test_perception_radius_bandwidth_retention_and_area(tmp_path):
+    model, _ = build_model(tmp_path, record=False)
+    tom = model.agent_by_name["Tom Moreno"]
+    tom.pos_xy = (20, 8)  # on Main Street
+    area = model.world.area_of(20, 8)
+    evs = [Event(f"P{i}", f"P{i} is standing", 20 + i, 8, area) for i in range(1, 8)]
+    evs.append(Event("Far", "Far is standing", 20, 9, "Johnson Park"))  # other area
+    tom.vision_radius, tom.attention_bandwidth = 4, 3
+    seen = visible_events(tom, evs)
+    assert [e.subject for e in seen] == ["P1", "P2", "P3"]  # nearest first, at most 3
+    tom.recent_observations.extend(["P1 is standing", "P2 is standing"])
+    seen = visible_events(tom, evs)
+    assert [e.subject for e in seen] == ["P3"]  # retention skips what was just seen
+    tom.vision_radius = 1
+    tom.recent_observations.clear()
+    assert [e.subject for e in visible_events(tom, evs)] == ["P1"]
+
+
+# -- planning ------------------------------------------------------------------------------
+def test_day_plan_blocks_tile_the_day_without_gaps_or_overlaps():
+    day = datetime(2023, 2, 13)
+    wake, sleep = day.replace(hour=7), day.replace(hour=22)
+    items = [{"start_hour": 12, "activity": "lunch", "place": "A"},
+             {"start_hour": 3, "activity": "breakfast", "place": "B"},  # before wake: clipped
+             {"start_hour": 12, "activity": "duplicate hour", "place": "C"},
+             {"start_hour": 9, "activity": "work", "place": "D"}]
+    blocks = blocks_from_activities(items, day, wake, sleep)
+    assert [b.description for b in blocks] == ["breakfast", "work", "lunch"]
+    assert blocks[0].start == wake and blocks[-1].end == sleep
+    for a, b in zip(blocks, blocks[1:]):
+        assert a.end == b.start
+
+
+def test_actions_fill_the_window_exactly():
+    t0 = datetime(2023, 2, 13, 9)
+    acts = actions_from_items([{"minutes": 15, "action": "a", "place": "X"},
+                               {"minutes": 10, "action": "b", "place": "X"}], t0,
+                              t0 + timedelta(minutes=60))
+    assert acts[0].start == t0 and acts[-1].end == t0 + timedelta(minutes=60)
+    for a, b in zip(acts, acts[1:]):
+        assert a.end == b.start
+    acts = actions_from_items([{"minutes": 15, "action": "a", "place": "X"}] * 8, t0,
+                              t0 + timedelta(minutes=30))
+    assert len(acts) == 2 and acts[-1].end == t0 + timedelta(minutes=30)
+
+
+def test_recorded_plan_is_decomposed_and_names_real_places(tmp_path):
+    model, _ = build_model(tmp_path)
+    for _ in range(60):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    places = set(model.world.destinations())
+    rows = conn.execute("SELECT * FROM plans").fetchall()
+    levels = {r["level"] for r in rows}
+    assert {"day", "hour", "action"} <= levels
+    assert all(r["place"] in places for r in rows)
+    # every action belongs to an hour window that it tiles without gaps or overlaps
+    for hour in conn.execute("SELECT * FROM plans WHERE level = 'hour'"):
+        acts = conn.execute("SELECT start, end FROM plans WHERE parent_id = ? ORDER BY start",
+                            (hour["id"],)).fetchall()
+        assert acts and acts[0]["start"] == hour["start"] and acts[-1]["end"] == hour["end"]
+        for a, b in zip(acts, acts[1:]):
+            assert a["end"] == b["start"]
+        parent = conn.execute("SELECT level FROM plans WHERE id = ?", (hour["parent_id"],)).fetchone()
+        assert parent["level"] == "day"
+
+
+def test_agents_walk_on_walkable_tiles_one_step_at_a_time(tmp_path):
+    model, _ = build_model(tmp_path)
+    for _ in range(120):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    for aid in range(1, len(model.residents) + 1):
+        prev = None
+        for r in conn.execute("SELECT step, x, y FROM agent_states WHERE agent_id = ? ORDER BY step",
+                              (aid,)):
+            assert model.world.is_walkable(r["x"], r["y"])
+            if prev is not None and prev["step"] == r["step"] - 1:
+                assert abs(prev["x"] - r["x"]) + abs(prev["y"] - r["y"]) <= 1
+            prev = r
+
+
+# -- conversation --------------------------------------------------------------------------
+def _chatty(end_after: int = 3):
+    counter = {"n": 0}
+
+    def utter(req):
+        counter["n"] += 1
+        return {"utterance": f"line {counter['n']}", "end": counter["n"] % end_after == 0}
+
+    return by_purpose({"react": lambda r: {"decision": "talk", "reason": "friends"},
+                       "converse": lambda r: (utter(r) if "utterance" in r.schema["properties"]
+                                              else {"note": "We will meet at the cafe later",
+                                                    "next_action": "walk to the cafe",
+                                                    "place": "Hobbs Cafe", "minutes": 15})})
+
+
+def test_conversation_ends_is_remembered_and_cools_down(tmp_path):
+    cfg = SimConfig(cooldown_minutes=60, react_cooldown_minutes=1)
+    model, _ = build_model(tmp_path, responder=_chatty(end_after=3), config=cfg)
+    for _ in range(200):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    convs = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+    assert convs, "agents who meet and decide to talk must hold a conversation"
+    c = convs[0]
+    assert c["utterances"] == 3 and c["ended_by"] in {r["name"] for r in conn.execute("SELECT name FROM agents")}
+    lines = conn.execute("SELECT * FROM utterances WHERE conversation_id = ? ORDER BY idx",
+                         (c["id"],)).fetchall()
+    assert [r["speaker_id"] for r in lines] == [c["agent_a"], c["agent_b"], c["agent_a"]]
+    assert all(r["call_id"] for r in lines)
+    for aid in (c["agent_a"], c["agent_b"]):  # both remember it, and note what it means
+        kinds = {r["kind"] for r in conn.execute(
+            "SELECT kind FROM memories WHERE agent_id = ? AND step >= ?", (aid, c["step_start"]))}
+        assert {"chat", "plan"} <= kinds
+    # the cool-down: the same pair does not talk again within 60 game minutes (360 steps)
+    pairs = {}
+    for cv in convs:
+        key = frozenset((cv["agent_a"], cv["agent_b"]))
+        if key in pairs:
+            assert cv["step_start"] - pairs[key] >= 360
+        pairs[key] = cv["step_start"]
+    edges = conn.execute("SELECT * FROM social_edges WHERE kind = 'conversation'").fetchall()
+    assert edges and max(e["conversations"] for e in edges) >= 1
+
+
+def test_conversation_cap(tmp_path):
+    cfg = SimConfig(max_utterances=4)
+    model, _ = build_model(tmp_path, responder=_chatty(end_after=1000), config=cfg)
+    for _ in range(100):
+        model.step()
+    conv = db(tmp_path / "run.db").execute("SELECT * FROM conversations").fetchone()
+    assert conv["utterances"] == 4 and conv["ended_by"].startswith("cap")
+
+
+# -- reflection ----------------------------------------------------------------------------
+def test_reflection_fires_at_threshold_with_existing_evidence(tmp_path):
+    cfg = SimConfig(reflection_threshold=25, importance_batch=2)
+    high = by_purpose({"importance": lambda r: {"ratings": [9] * int(
+        r.messages[-1]["content"].split("these ")[1].split(" ")[0])}})
+    model, _ = build_model(tmp_path, responder=high, config=cfg)
+    for _ in range(300):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    refl = conn.execute("SELECT * FROM memories WHERE kind = 'reflection'").fetchall()
+    assert refl, "summed importance over the threshold must trigger a reflection"
+    ev = conn.execute("SELECT x.memory_id, x.evidence_id, e.id AS found FROM memory_evidence x"
+                      " LEFT JOIN memories e ON e.id = x.evidence_id").fetchall()
+    assert ev and all(r["found"] is not None for r in ev)
+    assert {r["memory_id"] for r in ev} <= {r["id"] for r in refl}
+    assert conn.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'reflect'").fetchone()[0] >= 2
+
+
+def test_no_reflection_below_threshold(tmp_path):
+    low = by_purpose({"importance": lambda r: {"ratings": [1] * int(
+        r.messages[-1]["content"].split("these ")[1].split(" ")[0])}})
+    model, _ = build_model(tmp_path, responder=low)
+    for _ in range(150):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    assert conn.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'reflect'").fetchone()[0] == 0
+
+
+# -- importance ---------------------------------------------------------------------------
+def test_importance_is_rated_in_batches_and_wrong_counts_are_retried(tmp_path):
+    bad_then_good = {"n": 0}
+
+    def rate(req):
+        bad_then_good["n"] += 1
+        n = int(req.messages[-1]["content"].split("these ")[1].split(" ")[0])
+        return {"ratings": [5] * (n + 1 if bad_then_good["n"] == 1 else n)}
+
+    model, _ = build_model(tmp_path, responder=by_purpose({"importance": rate}))
+    for _ in range(100):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    calls = conn.execute("SELECT * FROM llm_calls WHERE purpose = 'importance'").fetchall()
+    mems = conn.execute("SELECT count(*) FROM memories WHERE call_id IS NOT NULL").fetchone()[0]
+    assert mems > len(calls)  # batched: fewer calls than rated records
+    assert any(c["invalid"] and "ratings" in c["invalid"] for c in calls)
+    assert conn.execute("SELECT count(*) FROM memories WHERE importance NOT BETWEEN 1 AND 10").fetchone()[0] == 0
+
+
+# -- whispers ------------------------------------------------------------------------------
+def test_whisper_becomes_a_memory_at_its_time(tmp_path):
+    text = scenario_text()
+    sc = edited_scenario(text, 'at = "2023-02-13T12:00:00"', 'at = "2023-02-13T07:02:00"')
+    model, _ = build_model(tmp_path, scenario=sc)
+    for _ in range(15):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    w = conn.execute("SELECT m.*, s.game_time FROM memories m JOIN steps s ON s.step = m.step"
+                     " WHERE kind = 'whisper'").fetchall()
+    assert len(w) == 1 and w[0]["created"] == "2023-02-13T07:02:00"
+
+
+# -- ablations -----------------------------------------------------------------------------
+@pytest.mark.parametrize("module,purpose", [("reflection", "reflect"), ("planning", "plan")])
+def test_ablation_removes_its_model_calls(tmp_path, module, purpose):
+    cfg_full = SimConfig(reflection_threshold=20, importance_batch=2)
+    cfg_abl = SimConfig(reflection_threshold=20, importance_batch=2, ablate=frozenset({module}))
+    counts = []
+    for i, cfg in enumerate((cfg_full, cfg_abl)):
+        d = tmp_path / str(i)
+        d.mkdir()
+        model, backend = build_model(d, config=cfg, responder=by_purpose({"importance": lambda r: {
+            "ratings": [8] * int(r.messages[-1]["content"].split("these ")[1].split(" ")[0])}}))
+        for _ in range(150):
+            model.step()
+        counts.append(sum(1 for r in backend.calls if r.purpose == purpose))
+    assert counts[0] > 0 and counts[1] == 0
+
+
+def test_observation_ablation_records_no_observations(tmp_path):
+    model, _ = build_model(tmp_path, config=SimConfig(ablate=frozenset({"observation"})))
+    for _ in range(100):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    n = conn.execute("SELECT count(*) FROM memories WHERE kind = 'observation' AND step > 0").fetchone()[0]
+    assert n == 0
+
+
+def test_unknown_ablation_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown ablation 'memory'"):
+        SimConfig(ablate=frozenset({"memory"}))
+
+
+# -- traceability --------------------------------------------------------------------------
+def test_every_call_and_retrieval_is_recorded(tmp_path):
+    model, backend = build_model(tmp_path)
+    for _ in range(80):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    n_calls = conn.execute("SELECT count(*) FROM llm_calls").fetchone()[0]
+    assert n_calls == len(backend.calls) > 0
+    row = conn.execute("SELECT * FROM llm_calls LIMIT 1").fetchone()
+    assert json.loads(row["messages"]) and row["prompt_tokens"] > 0
+    hits = conn.execute("SELECT h.*, m.id AS mid FROM retrieval_hits h LEFT JOIN memories m"
+                        " ON m.id = h.memory_id").fetchall()
+    assert hits and all(h["mid"] is not None for h in hits)
