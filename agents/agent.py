@@ -136,6 +136,7 @@ class GenerativeAgent(mesa.Agent):
         res = await self.ask(
             "importance",
             {"identity": self.identity(), "name": self.name, "count": n, "memories": lines},
+            enums={"count": n},
             fallback={"ratings": [3] * n},
             check=lambda v: None if len(v["ratings"]) == n else
             f"expected {n} ratings, got {len(v['ratings'])}",

@@ -39,6 +39,7 @@ from agents.llm.wrappers import Accounting, one_line
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
 ENUM_KEY = "$enum"
+COUNT_KEY = "$count"  # {type = "array", "$count" = "KEY"}: exactly enums[KEY] items
 # Rough per-message overhead of chat templates (role markers, separators) in tokens.
 MESSAGE_OVERHEAD_TOKENS = 8
 
@@ -87,6 +88,8 @@ class Prompt:
         if missing:
             raise PromptError(f"{self.path}: missing enum(s) {', '.join(missing)}")
         for key in self.enum_keys:
+            if isinstance(enums[key], int):
+                continue  # a "$count" (exact array length), not a list of choices
             if not list(enums[key]):
                 raise PromptError(f"{self.path}: enum {key} is empty (nothing valid to choose)")
         return _substitute(copy.deepcopy(dict(self.schema)), enums)
@@ -97,6 +100,11 @@ def _substitute(node: Any, enums: Mapping[str, Sequence[str]]) -> Any:
         if ENUM_KEY in node:
             rest = {k: v for k, v in node.items() if k != ENUM_KEY}
             return {**rest, "type": "string", "enum": [str(v) for v in enums[node[ENUM_KEY]]]}
+        if COUNT_KEY in node:  # an array of exactly enums[KEY] items
+            v: Any = enums[node[COUNT_KEY]]
+            n = v if isinstance(v, int) else max(1, len(list(v)))  # a list when only checking
+            rest = {k: _substitute(v, enums) for k, v in node.items() if k != COUNT_KEY}
+            return {**rest, "minItems": n, "maxItems": n}
         return {k: _substitute(v, enums) for k, v in node.items()}
     if isinstance(node, list):
         return [_substitute(v, enums) for v in node]
@@ -107,6 +115,8 @@ def _enum_keys(node: Any) -> set[str]:
     if isinstance(node, dict):
         if ENUM_KEY in node:
             return {str(node[ENUM_KEY])}
+        if COUNT_KEY in node:
+            return {str(node[COUNT_KEY])} | _enum_keys({k: v for k, v in node.items() if k != COUNT_KEY})
         return set().union(*(_enum_keys(v) for v in node.values())) if node else set()
     if isinstance(node, list):
         return set().union(*(_enum_keys(v) for v in node)) if node else set()

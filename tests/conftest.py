@@ -172,7 +172,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
     server = _QuietServer(("127.0.0.1", 0), _handler(fake))
     fake.server = server
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield fake

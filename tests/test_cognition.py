@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import datetime, timedelta
 
 import pytest
@@ -253,3 +254,30 @@ def test_every_call_and_retrieval_is_recorded(tmp_path):
     hits = conn.execute("SELECT h.*, m.id AS mid FROM retrieval_hits h LEFT JOIN memories m"
                         " ON m.id = h.memory_id").fetchall()
     assert hits and all(h["mid"] is not None for h in hits)
+
+
+# -- news travels through conversation ------------------------------------------------------
+PARTY_QUERY = """SELECT a.name, min(m.created) AS since FROM memories m JOIN agents a ON a.id = m.agent_id
+WHERE m.description LIKE '%party%' GROUP BY a.name ORDER BY since"""  # as in docs/schema.md
+
+
+def test_seeded_news_spreads_and_the_documented_query_finds_who_knows(tmp_path):
+    def utter(req):
+        host = "party" in req.messages[0]["content"]  # the speaker's identity knows of it
+        return {"utterance": "Come to my Valentine's party at Hobbs Cafe!" if host else "Sounds lovely.",
+                "end": not host}
+
+    responder = by_purpose({"react": lambda r: {"decision": "talk", "reason": "say hello"},
+                            "converse": lambda r: utter(r) if "utterance" in r.schema["properties"]
+                            else {"note": "I will go to the party", "next_action": "walk to the cafe",
+                                  "place": "Hobbs Cafe", "minutes": 15}})
+    model, _ = build_model(tmp_path, responder=responder)
+    for _ in range(120):
+        model.step()
+    schema_doc = (Path(__file__).resolve().parent.parent / "docs" / "schema.md").read_text()
+    assert "WHERE m.description LIKE '%party%' GROUP BY a.name ORDER BY since" in schema_doc
+    rows = db(tmp_path / "run.db").execute(PARTY_QUERY).fetchall()
+    knows = {r["name"]: r["since"] for r in rows}
+    assert knows["Tom Moreno"] == "2023-02-13T07:00:00"  # seeded
+    assert len(knows) >= 2  # someone heard it from Tom
+    assert all(since > "2023-02-13T07:00:00" for name, since in knows.items() if name != "Tom Moreno")

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def morning(tmp_path_factory) -> Path:
-    """`demo` for a simulated morning (07:00-12:00) at 60 s a step, reflection threshold
-    lowered so the 5 hours are enough to see one (the threshold is a documented knob)."""
+    """`demo` for a simulated morning (07:00-10:00) at 60 s a step, reflection threshold
+    lowered so 3 hours are enough to see one (the threshold is a documented knob)."""
     text = load_scenario("demo").source_text.replace("seconds_per_step = 10", "seconds_per_step = 60")
     path = tmp_path_factory.mktemp("morning") / "demo60.toml"
     path.write_text(text)
@@ -31,7 +31,7 @@ def morning(tmp_path_factory) -> Path:
     opts = simulate.RunOptions(llm="local", embedder="local", out=out, cache=False,
                                config=SimConfig(reflection_threshold=60))
     model = simulate.build(str(path), opts)
-    simulate.run(model, model.steps_for(hours=5))
+    simulate.run(model, model.steps_for(hours=3))
     return out
 
 

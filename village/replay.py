@@ -703,6 +703,163 @@ class ReplayReader:
         rows = self._q("SELECT * FROM steps WHERE step = ?", (step,))
         return dict(rows[0]) if rows else None
 
+    # ---------------------------------------------------------------- inspector (traceability)
+    @staticmethod
+    def _id_range(agent_id: int) -> tuple[int, int]:
+        """Ids of an agent's memories, plans, retrievals and calls (docs/schema.md: Ids)."""
+        return agent_id * 1_000_000, (agent_id + 1) * 1_000_000 - 1
+
+    def memory_rows(self, agent_id: int, step: int, unrated: int | None = 1) -> list[Any]:
+        """An agent's records created at or before ``step``, as they stood then, as
+        :class:`memory.persistence.MemoryRow` (feed them to ``stream_from_rows``): with their
+        evidence, last access (the latest recorded retrieval at or before the step) and
+        importance; a record whose rating came after the step (or never) gets ``unrated``
+        (default 1: the placeholder the agent's own stream holds until the rating)."""
+        from memory.persistence import MemoryRow
+
+        lo, hi = self._id_range(agent_id)
+        evidence: dict[int, list[int]] = {}
+        if "memory_evidence" in self._tables:
+            for r in self._q("SELECT x.memory_id, x.evidence_id FROM memory_evidence x JOIN memories m"
+                             " ON m.id = x.memory_id WHERE m.agent_id = ? AND m.step <= ?",
+                             (agent_id, step)):
+                evidence.setdefault(r[0], []).append(r[1])
+        accessed: dict[int, int] = {}
+        if "retrievals" in self._tables and "retrieval_hits" in self._tables:
+            accessed = {r[0]: r[1] for r in self._q(
+                "SELECT h.memory_id, max(r.step) FROM retrievals r JOIN retrieval_hits h"
+                " ON h.retrieval_id = r.id WHERE r.id BETWEEN ? AND ? AND r.agent_id = ?"
+                " AND r.step <= ? GROUP BY h.memory_id", (lo, hi, agent_id, step))}
+        rated = ("(SELECT c.step FROM llm_calls c WHERE c.id = m.call_id)"
+                 if "llm_calls" in self._tables else "NULL")
+        out = []
+        for r in self._q(
+            f"SELECT m.id, m.step, m.created, m.kind, m.description, m.importance, m.embedding,"
+            f" {rated} AS rated_step FROM memories m WHERE m.agent_id = ? AND m.step <= ?"
+            " ORDER BY m.id", (agent_id, step)):
+            imp = r["importance"]
+            if imp is None or (r["rated_step"] is not None and r["rated_step"] > step):
+                imp = unrated
+            acc = accessed.get(r["id"])
+            out.append(MemoryRow(r["id"], r["step"], datetime.fromisoformat(r["created"]), r["kind"],
+                                 r["description"], imp, r["embedding"],
+                                 tuple(sorted(evidence.get(r["id"], ()))),
+                                 self.game_time(acc) if acc is not None else None))
+        return out
+
+    def cited_by(self, memory_id: int, until_step: int | None = None) -> list[dict[str, Any]]:
+        """The records (reflections) that cite this one as evidence, oldest first."""
+        if "memory_evidence" not in self._tables:
+            return []
+        sql = ("SELECT m.id, m.agent_id, m.step, m.created, m.kind, m.description, m.importance"
+               " FROM memory_evidence x JOIN memories m ON m.id = x.memory_id WHERE x.evidence_id = ?")
+        args: list[Any] = [memory_id]
+        if until_step is not None:
+            sql += " AND m.step <= ?"
+            args.append(until_step)
+        return [self._with_time(dict(r)) for r in self._q(sql + " ORDER BY m.step, m.id", args)]
+
+    def memory_retrievals(self, memory_id: int, until_step: int | None = None) -> list[dict[str, Any]]:
+        """The recorded retrievals that returned this record, oldest first: the retrieval's
+        ``id``, ``step``, ``purpose``, ``query`` and the hit's ``rank``, ``recency``,
+        ``importance``, ``relevance``, ``score``."""
+        if "retrievals" not in self._tables or "retrieval_hits" not in self._tables:
+            return []
+        lo, hi = self._id_range(memory_id // 1_000_000)
+        sql = ("SELECT r.id, r.step, r.agent_id, r.purpose, r.query, h.rank, h.recency, h.importance,"
+               " h.relevance, h.score FROM retrieval_hits h JOIN retrievals r ON r.id = h.retrieval_id"
+               " WHERE h.retrieval_id BETWEEN ? AND ? AND h.memory_id = ?")
+        args: list[Any] = [lo, hi, memory_id]
+        if until_step is not None:
+            sql += " AND r.step <= ?"
+            args.append(until_step)
+        return [self._with_time(dict(r)) for r in self._q(sql + " ORDER BY r.step, r.id", args)]
+
+    def plan_entries(self, agent_id: int, at_step: int, level: str | None = None,
+                     day: date | None = None) -> list[dict[str, Any]]:
+        """Plan entries made at or before ``at_step`` that start on a game date (default: the
+        step's), every revision included, ordered by start, then by when they were made."""
+        if "plans" not in self._tables:
+            return []
+        d = day or self.game_time(at_step).date()
+        sql = ("SELECT * FROM plans WHERE agent_id = ? AND step <= ? AND start >= ? AND start < ?")
+        args: list[Any] = [agent_id, at_step, d.isoformat(), (d + timedelta(days=1)).isoformat()]
+        if level is not None:
+            sql += " AND level = ?"
+            args.append(level)
+        return [self._with_time(dict(r)) for r in self._q(sql + " ORDER BY start, step, id", args)]
+
+    def plan_entry(self, plan_id: int) -> dict[str, Any] | None:
+        """One plan entry (``plans`` row)."""
+        if "plans" not in self._tables:
+            return None
+        rows = self._q("SELECT * FROM plans WHERE id = ?", (plan_id,))
+        return self._with_time(dict(rows[0])) if rows else None
+
+    _CALL_INDEX = ("id, step, agent_id, purpose, model, prompt_tokens, completion_tokens, latency_ms,"
+                   " cached, retries, invalid, fallback, error, finish_reason")
+
+    def llm_call_index(self, step_to: int | None = None, agent_id: int | None = None,
+                       purpose: str | None = None, limit: int | None = 500) -> list[dict[str, Any]]:
+        """Model calls for listings, newest first, without messages, schema or response."""
+        sql, args = f"SELECT {self._CALL_INDEX} FROM llm_calls WHERE 1 = 1", []
+        if step_to is not None:
+            sql += " AND step <= ?"
+            args.append(step_to)
+        if agent_id is not None:
+            lo, hi = self._id_range(agent_id)
+            sql += " AND id BETWEEN ? AND ? AND agent_id = ?"
+            args += [lo, hi, agent_id]
+        if purpose is not None:
+            sql += " AND purpose = ?"
+            args.append(purpose)
+        sql += " ORDER BY step DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        out = []
+        for r in self._q(sql, args):
+            d = self._with_time(dict(r))
+            d["agent"] = self._name(d.get("agent_id"))
+            out.append(d)
+        return out
+
+    def llm_call_totals(self, step_to: int | None = None, agent_id: int | None = None) -> list[dict[str, Any]]:
+        """Model calls by purpose: ``purpose``, ``calls``, ``cached``, ``prompt_tokens``,
+        ``completion_tokens``, ``latency_ms`` (summed), ``retries``, ``invalid``, ``fallbacks``,
+        ``errors``."""
+        sql = ("SELECT purpose, count(*) AS calls, coalesce(sum(cached), 0) AS cached,"
+               " coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+               " coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+               " coalesce(sum(latency_ms), 0) AS latency_ms, coalesce(sum(retries), 0) AS retries,"
+               " sum(invalid IS NOT NULL AND invalid != '') AS invalid,"
+               " coalesce(sum(fallback), 0) AS fallbacks,"
+               " sum(error IS NOT NULL AND error != '') AS errors FROM llm_calls WHERE 1 = 1")
+        args: list[Any] = []
+        if step_to is not None:
+            sql += " AND step <= ?"
+            args.append(step_to)
+        if agent_id is not None:
+            lo, hi = self._id_range(agent_id)
+            sql += " AND id BETWEEN ? AND ? AND agent_id = ?"
+            args += [lo, hi, agent_id]
+        return [dict(r) for r in self._q(sql + " GROUP BY purpose ORDER BY purpose", args)]
+
+    def interviews(self, agent_id: int | None = None) -> list[dict[str, Any]]:
+        """Interviews asked of the run's agents (``interviews`` rows with ``agent``), oldest first."""
+        if "interviews" not in self._tables:
+            return []
+        sql, args = "SELECT * FROM interviews", []
+        if agent_id is not None:
+            sql += " WHERE agent_id = ?"
+            args.append(agent_id)
+        out = []
+        for r in self._q(sql + " ORDER BY id", args):
+            d = dict(r)
+            d["agent"] = self._name(d.get("agent_id"))
+            out.append(d)
+        return out
+
 
 __all__ = ["Agent", "AgentState", "Frame", "Plans", "ReplayError", "ReplayReader", "Utterance",
            "SCHEMA_VERSION"]

@@ -215,11 +215,12 @@ class Renderer:
                 continue
             if p.kind == "area" and name in has_rooms:
                 continue
-            box = self._bbox(name)
-            t = self._fit_text(p.short_name, size, box.w * tile - 4, style.LABEL)
+            tw = self.text(p.short_name, size, style.LABEL).get_width()
+            x0, y0, run = style.label_spot(self.world, name, (tw + 4) / tile)
+            t = self._fit_text(p.short_name, size, run * tile - 4, style.LABEL)
             if t is not None:
-                cx = box.centerx * tile if box.w % 2 == 0 else box.x * tile + box.w * tile // 2
-                cy = box.y * tile + box.h * tile // 2
+                cx = x0 * tile + run * tile // 2
+                cy = y0 * tile + tile // 2
                 surf.blit(t, (cx - t.get_width() // 2, cy - t.get_height() // 2))
         for area in sorted(has_rooms):
             if area is None:
@@ -272,6 +273,8 @@ class Renderer:
             col = style.agent_colour(a.id)
             if a.id == selected:
                 pygame.draw.circle(surf, (255, 210, 0), (cx, cy), r + max(2, ts // 10))
+            if a.asleep:  # a night-blue halo; the body keeps the agent's colour
+                pygame.draw.circle(surf, (40, 50, 110), (cx, cy), r + max(1, ts // 12))
             pygame.draw.circle(surf, col, (cx, cy), r)
             pygame.draw.circle(surf, style.shade(col, 0.55), (cx, cy), r, max(1, ts // 24))
             if show_text:
@@ -285,10 +288,6 @@ class Renderer:
                 pygame.draw.circle(surf, (60, 60, 60), (bx, by), br, 1)
                 ic = self.text(self.icon(a), max(7, int(br * 1.5)), (30, 30, 30))
                 surf.blit(ic, (bx - ic.get_width() // 2, by - ic.get_height() // 2))
-            if a.asleep:
-                dim = pygame.Surface((2 * r, 2 * r), pygame.SRCALPHA)
-                pygame.draw.circle(dim, (20, 20, 60, 90), (r, r), r)
-                surf.blit(dim, (cx - r, cy - r))
             rects[a.id] = pygame.Rect(cx - r, cy - r, 2 * r, 2 * r)
         for a in frame.agents:
             if a.utterance:

@@ -123,3 +123,26 @@ def action_icon(action: str | None, asleep: bool = False, talking: bool = False,
         if action and rx.search(action):
             return asc if ascii_only else sym
     return DEFAULT_ICON[1] if ascii_only else DEFAULT_ICON[0]
+
+
+def label_spot(world: World, name: str, need: float) -> tuple[int, int, int]:
+    """Where to write a place's label: ``(x, y, run)``, a horizontal run of ``run`` tiles of
+    the place starting at ``(x, y)``; the run nearest the place's middle row among those at
+    least ``need`` tiles long (else the longest), so an L-shaped street gets its label on
+    the street, not in the middle of its bounding box."""
+    tiles = world.places[name].tiles
+    runs: list[tuple[int, int, int]] = []
+    for x, y in tiles:  # row-major: extend the current run or start one
+        if runs and runs[-1][1] == y and runs[-1][0] + runs[-1][2] == x:
+            rx, ry, n = runs[-1]
+            runs[-1] = (rx, ry, n + 1)
+        else:
+            runs.append((x, y, 1))
+    ys = [t[1] for t in tiles]
+    xs = [t[0] for t in tiles]
+    mid_y = (min(ys) + max(ys)) / 2
+    mid_x = (min(xs) + max(xs)) / 2
+    fits = [r for r in runs if r[2] >= need]
+    if not fits:
+        return max(runs, key=lambda r: (r[2], -abs(r[1] - mid_y)))
+    return min(fits, key=lambda r: (abs(r[1] - mid_y), abs(r[0] + r[2] / 2 - mid_x), -r[2]))

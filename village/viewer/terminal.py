@@ -60,21 +60,18 @@ class MapView(Widget):
                 else:
                     row.append((" " * cw, f"on {bg}"))
             rows.append(row)
-        # labels: rooms, and areas without rooms, centred on their tiles' bounding box
+        # labels: rooms, and areas without rooms, on a run of their tiles near the middle
         has_rooms = {p.parent for p in w.places.values() if p.kind == "room"}
         for name, p in w.places.items():
             if p.kind == "object" or (p.kind == "area" and name in has_rooms):
                 continue
-            xs = [t[0] for t in p.tiles]
-            ys = [t[1] for t in p.tiles]
             label = p.short_name
-            width_cells = (max(xs) - min(xs) + 1) * cw
-            if len(label) > width_cells:
-                label = label[: max(0, width_cells)]
+            x0, y, run = style.label_spot(w, name, len(label) / cw)
+            width_cells = run * cw
+            label = label[:width_cells]
             if not label:
                 continue
-            y = (min(ys) + max(ys)) // 2
-            start = min(xs) * cw + (width_cells - len(label)) // 2
+            start = x0 * cw + (width_cells - len(label)) // 2
             tiles = set(p.tiles)
             for i, ch in enumerate(label):
                 col = start + i
