@@ -14,11 +14,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import mesa
+import numpy as np
 
 from agents import converse, perceive, plan, react, reflect
 from agents.plan import Activity, hhmm
 from agents.prompting import PromptResult
 from memory.stream import MemoryRecord, MemoryStream, Scored
+from village import checkpoint as ckpt
 from village.recorder import ID_SPACE
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class GenerativeAgent(mesa.Agent):
         self.asleep = True
         self.pos_xy: tuple[int, int] = model.world.start_tile(resident)
         self.path: list[tuple[int, int]] = []
+        self._path_goal: str | None = None  # the place `path` leads to (see restore_state)
         self.conversation_id: int | None = None
         self.partner: str | None = None
         self.busy_until_step = -1
@@ -272,8 +275,87 @@ class GenerativeAgent(mesa.Agent):
             return
         if not self.path or self.path[-1] not in world.tiles_set(target):
             self.path = world.path(self.pos_xy, target)
+            self._path_goal = target
         if self.path:
             self.pos_xy = self.path.pop(0)
+
+    # -- checkpoints (village/checkpoint.py) -------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What `restore_state` needs that the recorded tables do not hold, as JSON-able
+        parts; each part is stored only when it changed. Subclasses add keys (parts).
+
+        Not here because the tables hold it: the memory stream (`memories`), the position
+        (`agent_states`), the conversation (`conversations`). The path is not stored
+        either: it is the shortest path from the position to `_path_goal` (paths are
+        deterministic, and a walked path's rest is the shortest path from where one is)."""
+        now = self.model.now
+        keep = timedelta(minutes=self.model.config.react_cooldown_minutes)
+        return {
+            "plan": {
+                "day_plan": [ckpt.activity(a) for a in self.day_plan],
+                "actions": [ckpt.activity(a) for a in self.actions],
+                "action": ckpt.activity(self.action),
+                "planned_day": ckpt.dt(self.planned_day),
+                "yesterday": self.yesterday,
+                "last_note": self.last_note,
+                "replan": (list(self.replan_after_conversation)
+                           if self.replan_after_conversation else None),
+            },
+            "mind": {
+                "seq": [self._mem_seq, self._plan_seq, self._retrieval_seq],
+                "pending": [[p.record.id, p.counts_for_reflection] for p in self.pending],
+                "importance_since_reflection": self.importance_since_reflection,
+                "recent_observations": list(self.recent_observations),
+                # expired entries act as absent ones: leave them out
+                "reacted_to": {k: ckpt.dt(v) for k, v in sorted(self.reacted_to.items())
+                               if now - v < keep},
+                "asleep": self.asleep,
+                "conversation_id": self.conversation_id,
+                "partner": self.partner,
+                "busy_until_step": self.busy_until_step,
+                "path_goal": self._path_goal if self.path else None,
+            },
+        }
+
+    def restore_state(self, parts: dict[str, Any], memories: "list[ckpt.MemoryRow]",
+                      pos: tuple[int, int]) -> None:
+        """Inverse of `checkpoint_state`, given the recorded memories and position."""
+        plan_, mind = parts["plan"], parts["mind"]
+        self._mem_seq, self._plan_seq, self._retrieval_seq = (int(x) for x in mind["seq"])
+        pending = {int(i): bool(c) for i, c in mind["pending"]}
+        ids = iter([r.id for r in memories])
+        stream = MemoryStream(self.name, self.model.embedder.dim, next_id=lambda: next(ids))
+        for r in memories:
+            vec = np.frombuffer(r.embedding, dtype="<f4")
+            unrated = r.id in pending or r.importance is None
+            rec = stream.add(r.description, r.kind, r.created, 1 if unrated else r.importance,
+                             vec, evidence=r.evidence, step=r.step)
+            if r.last_accessed is not None and r.last_accessed > r.created:
+                stream._touch([rec.index], r.last_accessed)
+        stream._next_id = self._next_memory_id
+        self.memory = stream
+        self.pending = [_Pending(stream.get(i), counts_for_reflection=c) for i, c in pending.items()]
+        self.importance_since_reflection = mind["importance_since_reflection"]
+        self.recent_observations = deque(mind["recent_observations"],
+                                         maxlen=self.recent_observations.maxlen)
+        self.reacted_to = {k: ckpt.to_dt(v) for k, v in mind["reacted_to"].items()}
+        self.asleep = bool(mind["asleep"])
+        self.conversation_id = mind["conversation_id"]
+        self.partner = mind["partner"]
+        self.busy_until_step = mind["busy_until_step"]
+        self.pos_xy = (int(pos[0]), int(pos[1]))
+        self._path_goal = mind["path_goal"]
+        self.path = self.model.world.path(self.pos_xy, self._path_goal) if self._path_goal else []
+        self.day_plan = [ckpt.to_activity(a) for a in plan_["day_plan"]]
+        self.actions = [ckpt.to_activity(a) for a in plan_["actions"]]
+        self.action = ckpt.to_activity(plan_["action"])
+        self.planned_day = ckpt.to_date(plan_["planned_day"])
+        self.yesterday = plan_["yesterday"]
+        self.last_note = plan_["last_note"]
+        r = plan_["replan"]
+        self.replan_after_conversation = (r[0], r[1], int(r[2])) if r else None
+        self.intent = Intent()
+        self.new_events = []
 
     # expose the conversation stage to subclasses
     converse = staticmethod(converse.converse)

@@ -92,6 +92,7 @@ class FakeOpenAI:
     embed_dim: int = 16
     requests: list[dict[str, Any]] = field(default_factory=list)
     server: _QuietServer | None = None
+    is_down: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -108,9 +109,13 @@ class FakeOpenAI:
     def next_behaviour(self, path: str, body: dict[str, Any], auth: str) -> str:
         with self._lock:
             self.requests.append({"path": path, "body": body, "auth": auth})
+            if self.is_down:  # kept-alive connections outlive the listening socket
+                return "down"
             if not path.endswith("/chat/completions"):
                 return "ok"
-            return self.script.pop(0) if self.script else self.after
+            what = self.script.pop(0) if self.script else self.after
+            self.is_down = what == "down"
+            return what
 
     def go_down(self) -> None:
         srv = self.server

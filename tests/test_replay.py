@@ -192,9 +192,11 @@ def test_bad_files(tmp_path: Path, run_db: Path) -> None:
     assert "not a Village run" in _one_line_error(foreign)
     newer = tmp_path / "newer.db"
     shutil.copy(run_db, newer)
+    from village.recorder import SCHEMA_VERSION
+
     with sqlite3.connect(newer) as c:
-        c.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    assert "schema version 2" in _one_line_error(newer)
+        c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    assert f"schema version {SCHEMA_VERSION + 1}" in _one_line_error(newer)
     cut = tmp_path / "cut.db"
     cut.write_bytes(run_db.read_bytes()[: run_db.stat().st_size // 2])
     assert "truncated" in _one_line_error(cut)

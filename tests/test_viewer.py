@@ -95,7 +95,7 @@ def test_speech_bubble_above_the_speaker(reader: ReplayReader) -> None:
     assert tuple(surf.get_at((cx, cy + int(r * 0.75))))[:3] == style.agent_colour(a.id)
 
 
-def test_viewer_window_draws_and_seeks(reader: ReplayReader, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_viewer_window_draws_and_seeks(reader: ReplayReader) -> None:
     import pygame
 
     from village.viewer.app import Viewer

@@ -6,6 +6,7 @@ database valid.
 """
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -259,6 +260,47 @@ def replay(run_db: Path, at: str | None, snapshot: Path | None, terminal: bool, 
 
 
 @main.command()
+@click.argument("run_db", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--follow", is_flag=True,
+              help="Attach to a run still being written: stay on its newest step (also: F).")
+@click.option("--at", "at", default=None, metavar="STEP|TIME",
+              help="Start at a step or a game time: 120, 17:00, 'day2 17:00', -1 (default: the last step).")
+@click.option("--agent", default=None, help="Select this agent (name or id) at start.")
+@click.option("--llm", "llm_spec", default=None,
+              help="Model backend for interviews (default: the one the run used).")
+def inspect(run_db: Path, follow: bool, at: str | None, agent: str | None, llm_spec: str | None) -> None:
+    """Inspect a recorded run in the terminal: why each agent did what it did.
+
+    Read-only (interviews asked from it are appended to the run's interviews table). Views:
+    1 town, 2 agent (i identity, m memories, p plans, c conversations, r reflections),
+    3 retrieval probe, 4 model calls, 5 interview; , and . step, g go to, [ and ] change
+    agent, Enter opens, ? shows every key. See docs/inspector.md.
+
+    \b
+    Examples:
+        village inspect replays/demo.db
+        village inspect replays/demo.db --at "day1 09:00" --agent "Tom Moreno"
+        village inspect replays/live.db --follow
+    """
+    from village.replay import ReplayError, ReplayReader
+
+    try:
+        reader = ReplayReader(run_db)
+        if reader.last_step < reader.first_step and not follow:
+            fail(f"{run_db}: no steps recorded yet (use --follow to wait for them)")
+        start = reader.resolve(at) if at is not None else None
+        sel = reader.agent(int(agent) if agent.isdigit() else agent).id if agent is not None else None
+    except ReplayError as exc:
+        fail(str(exc))
+    from village.inspector import InspectorApp
+
+    app = InspectorApp(reader, start=start, follow=follow, agent=sel, llm_spec=llm_spec)
+    app.run()
+    if app.error:
+        fail(app.error)
+
+
+@main.command()
 def scenarios() -> None:
     """List the shipped scenarios.
 
@@ -275,6 +317,128 @@ def scenarios() -> None:
         except ScenarioError as exc:
             click.echo(f"{name}\t(invalid: {exc})")
 
+
+
+@main.command()
+@click.argument("run_db", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for report.md, report.html and the PNG figures (default: RUN-report/ next to RUN_DB).")
+@click.option("--keywords-only", is_flag=True,
+              help="Track facts by keywords only (no embedding similarity; no embedder is loaded).")
+@click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
+              help="Cosine similarity to a fact's description that counts as a mention (default per embedder).")
+@click.option("--interview", "do_interview", is_flag=True,
+              help="First ask every agent about every fact (village interview), as the paper measured diffusion.")
+@click.option("--interview-pairs", is_flag=True,
+              help="Also ask every agent \"Do you know X?\" about every other (n·(n−1) model calls).")
+def report(run_db: Path, out_dir: Path | None, keywords_only: bool, similarity: float | None,
+           do_interview: bool, interview_pairs: bool) -> None:
+    """Measure a recorded run and write a report: Markdown, HTML and PNG plots.
+
+    Information diffusion of each seeded fact, relationship formation (network density),
+    coordination (who came to the party among those who knew) and the model economy.
+
+    \b
+    Example:
+        village report replays/valentines-20260101-120000.db --out reports/valentines
+    """
+    from village.report import run_interviews, write_report
+
+    if not run_db.is_file():
+        fail(f"{run_db}: no such run database")
+    try:
+        if do_interview or interview_pairs:
+            n = run_interviews(run_db, pairs=interview_pairs)
+            console.print(f"asked {n} interview questions")
+        files = write_report(run_db, out_dir, method="keywords" if keywords_only else "auto",
+                             threshold=similarity)
+    except (ValueError, KeyError, FileNotFoundError, sqlite3.DatabaseError) as exc:
+        fail(f"{run_db}: {exc}")
+    except ModelError as exc:
+        fail(f"{run_db}: interview: {exc}", code=1)
+    click.echo(f"{files.markdown}\n{files.html}")
+    for f in files.figures:
+        click.echo(str(f))
+
+
+@main.command()
+@click.argument("run_dbs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print a Markdown table instead.")
+@click.option("--keywords-only", is_flag=True, help="Track facts by keywords only (no embedder is loaded).")
+def compare(run_dbs: tuple[Path, ...], as_markdown: bool, keywords_only: bool) -> None:
+    """Compare runs side by side: diffusion, density, attendance, model economy.
+
+    \b
+    Example:
+        village compare replays/full.db replays/no-reflection.db replays/no-planning.db
+    """
+    from rich.table import Table
+
+    from village.report import compare as compare_runs
+    from village.report import compare_markdown
+
+    for p in run_dbs:
+        if not p.is_file():
+            fail(f"{p}: no such run database")
+    try:
+        headers, rows = compare_runs(run_dbs, method="keywords" if keywords_only else "auto")
+    except (ValueError, KeyError, sqlite3.DatabaseError) as exc:
+        fail(str(exc))
+    if as_markdown:
+        click.echo(compare_markdown(headers, rows), nl=False)
+        return
+    t = Table(show_lines=False)
+    for h in headers:
+        t.add_column(h, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    Console().print(t)
+
+
+@main.command("import-smallville")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Scenario file to write (.toml).")
+@click.option("--map", "base", default="valentines", show_default=True,
+              help="The scenario whose town map the residents move into.")
+@click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The released code's agent_history_init CSV (Name,Whisper): seeded memories.")
+@click.option("--name", "name", default=None, help="Scenario name (default: the --out file's stem).")
+@click.option("--no-facts", is_flag=True, help="Do not copy the map scenario's [[facts]].")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def import_smallville(directory: Path, out: Path, base: str, history: Path | None, name: str | None,
+                      no_facts: bool, force: bool) -> None:
+    """Convert the persona folders of the paper's released code into a Village scenario.
+
+    DIRECTORY holds personas/<Name>/bootstrap_memory/scratch.json (or is the personas
+    folder, or one persona). Everything that could not be mapped is listed.
+
+    \b
+    Example:
+        village import-smallville generative_agents/environment/frontend_server/storage/base_the_ville_n25 --out scenarios/smallville.toml
+    """
+    from village.smallville import SmallvilleError
+    from village.smallville import import_smallville as convert
+
+    if out.exists() and not force:
+        fail(f"{out}: already exists (use --force to overwrite)")
+    try:
+        res = convert(directory, base=base, name=name or out.stem, history=history,
+                      keep_facts=not no_facts)
+    except SmallvilleError as exc:
+        fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(res.toml, encoding="utf-8")
+    c = Console()
+    c.print(f"Imported {len(res.residents)} residents onto the '{base}' map → [bold]{out}[/bold]")
+    if res.unmapped:
+        c.print("[yellow]Could not be mapped:[/yellow]")
+        for line in res.unmapped:
+            c.print(f"  - {line}", highlight=False, soft_wrap=True)
+    if res.changed:
+        c.print("Mapped with changes:")
+        for line in res.changed:
+            c.print(f"  - {line}", highlight=False, soft_wrap=True)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,10 @@ A step (paper: 10 s of game time) runs in three phases:
    conversations, concurrently across pairs.
 3. act: agents move one tile in a fixed order; the recorder commits the step.
 So a seeded run with a cached model is reproducible whatever the timing of the calls.
+
+Each committed step carries a checkpoint (village/checkpoint.py): `VillageModel(...,
+checkpoint=village.checkpoint.load(conn, step))` rebuilds the town as it stood after that
+step, and stepping it on gives what the uninterrupted run would have (resume, fork).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from agents.converse import Conversation
 from agents.llm.wrappers import Accounting
 from agents.perceive import Event
 from agents.prompting import PromptRunner
+from village import checkpoint as ckpt
 from village.config import SimConfig
 from village.recorder import Recorder, iso
 from village.scenario import Scenario
@@ -61,6 +66,7 @@ class VillageModel(mesa.Model):
         config: SimConfig | None = None,
         accounting: Accounting | None = None,
         seed: int | None = None,
+        checkpoint: "ckpt.Checkpoint | None" = None,
     ) -> None:
         self.seed_value = scenario.scenario.seed if seed is None else seed
         super().__init__(seed=self.seed_value)
@@ -86,8 +92,13 @@ class VillageModel(mesa.Model):
         for i, res in enumerate(scenario.residents, start=1):
             self.residents.append(self.agent_class(self, res, agent_id=i))
         self.agent_by_name = {a.name: a for a in self.residents}
+        self._saved: dict[tuple[int, str], str] = {}  # checkpoint parts as last written
+        self._inject: list[tuple[str, str]] = []  # whispers given at the next step (fork)
         for a in self.residents:
             self.social.add_node(a.name)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+            return
         for res in scenario.residents:
             for other, relation in (res.relationships or {}).items():
                 self._edge(res.name, other, kind="seeded", relation=relation, count=False)
@@ -117,6 +128,7 @@ class VillageModel(mesa.Model):
     # -- the step -------------------------------------------------------------------------------
     def step(self) -> None:
         t0 = time.perf_counter()
+        self._deliver_injected()
         events = self.visible_world_events()
         self._gather(a.think(events) for a in self.residents)
         self._start_conversations()
@@ -212,6 +224,80 @@ class VillageModel(mesa.Model):
                 self.log_event(agent, "whisper", w.text)
                 yield w.text
 
+    def inject_whisper(self, agent: str, text: str) -> None:
+        """Give `agent` an inner-voice memory at the start of the next step, asleep or not
+        (`village fork --whisper`); kept in the checkpoint until it is delivered."""
+        if agent not in self.agent_by_name:
+            raise KeyError(agent)
+        self._inject.append((agent, text))
+
+    def _deliver_injected(self) -> None:
+        todo, self._inject = self._inject, []
+        for name, text in todo:
+            a = self.agent_by_name[name]
+            self.log_event(a, "whisper", text)
+            a.remember(text, "whisper", counts=True)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The model's part of a checkpoint (agent id 0); see GenerativeAgent.checkpoint_state."""
+        now = self.now
+        return {
+            "model": {
+                "next_conversation_id": self._next_conversation_id,
+                # expired cool-downs act as absent ones: leave them out
+                "cooldowns": sorted([*sorted(pair), ckpt.dt(t)]
+                                    for pair, t in self.cooldowns.items() if t > now),
+                "calls": sorted(self.recorder.call_counters().items()) if self.recorder else [],
+                "inject": [list(w) for w in self._inject],
+            },
+            "rng": {"random": list(self.random.getstate()),
+                    "numpy": self.rng.bit_generator.state},
+            "social": {"nodes": list(self.social.nodes),
+                       "edges": sorted([*sorted((a, b)), d]
+                                       for a, b, d in self.social.edges(data=True))},
+        }
+
+    def restore_state(self, parts: dict[str, Any]) -> None:
+        m = parts["model"]
+        self._next_conversation_id = int(m["next_conversation_id"])
+        self.cooldowns = {frozenset((a, b)): ckpt.to_dt(t) for a, b, t in m["cooldowns"]}
+        if self.recorder is not None:
+            self.recorder.set_call_counters({int(k): int(v) for k, v in m["calls"]})
+        self._inject = [(a, t) for a, t in m.get("inject", [])]
+        version, state, gauss = parts["rng"]["random"]
+        self.random.setstate((version, tuple(state), gauss))
+        self.rng.bit_generator.state = parts["rng"]["numpy"]
+        self.social = nx.Graph()
+        self.social.add_nodes_from(parts["social"]["nodes"])
+        for a, b, d in parts["social"]["edges"]:
+            self.social.add_edge(a, b, **d)
+
+    def _restore(self, ck: "ckpt.Checkpoint") -> None:
+        self.steps = ck.step
+        by_id = {a.agent_id: a for a in self.residents}
+        self.restore_state(ck.parts[0])
+        for a in self.residents:
+            a.restore_state(ck.parts[a.agent_id], ck.memories.get(a.agent_id, []),
+                            ck.positions.get(a.agent_id, a.pos_xy))
+        for cid, c in ck.conversations.items():
+            conv = Conversation(cid, by_id[c["a"]], by_id[c["b"]], c["step_start"], c["place"])
+            conv.lines = [(by_id[s], text, None) for s, text in c["lines"]]
+            conv.ended_by = c["ended_by"]
+            self.conversations[cid] = conv
+        self._last_states = dict(ck.last_states)
+        self._saved = dict(ck.texts)
+
+    def _checkpoint(self) -> None:
+        """Buffer the parts that changed since they were last written (same transaction)."""
+        for aid, parts in [(0, self.checkpoint_state()),
+                           *((a.agent_id, a.checkpoint_state()) for a in self.residents)]:
+            for part, value in parts.items():
+                text = ckpt.dumps(value)
+                if self._saved.get((aid, part)) != text:
+                    self._saved[(aid, part)] = text
+                    self.recorder.add("checkpoints", (self.steps, aid, part, text))
+
     # -- recording -------------------------------------------------------------------------------
     def log_event(self, agent: GenerativeAgent | None, kind: str, description: str,
                   place: str | None = None) -> None:
@@ -276,6 +362,7 @@ class VillageModel(mesa.Model):
 
     def _commit(self, duration_ms: float) -> None:
         if self.recorder is not None:
+            self._checkpoint()
             self.recorder.commit_step(self.steps, self.now, duration_ms)
 
     def finish(self) -> None:

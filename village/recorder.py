@@ -2,12 +2,17 @@
 
 The database is the interface: the schema below is documented in docs/schema.md and
 anyone may query it with SQL, sqlite-utils or Datasette. Rows produced during a step
-are buffered and written together when the step commits, so a crash loses at most the
-step in progress.
+are buffered and written together when the step commits, with the checkpoint of the
+agents' and the model's state as of that step (table `checkpoints`), so a crash loses at
+most the step in progress and `village resume` continues from the last committed step
+(docs/robustness.md).
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -21,7 +26,9 @@ import sqlite_utils
 
 from agents.llm.base import Request, Response
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added `checkpoints` and the runs columns target_steps, resumes, forked_from, forked_at,
+fork_changes; `village.dbcheck.migrate` upgrades older databases."""
 
 # Per-agent id spaces keep ids deterministic when agents think concurrently:
 # a memory, plan, retrieval or model call of agent N has an id in [N*ID_SPACE, (N+1)*ID_SPACE).
@@ -33,7 +40,9 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, scenario TEXT, scenario_path TEXT, scenario_toml TEXT,
     seed INTEGER, llm TEXT, embedder TEXT, embedder_dim INTEGER, seconds_per_step INTEGER,
     game_start TEXT, started_at TEXT, ended_at TEXT, status TEXT, last_step INTEGER,
-    ablations TEXT, config TEXT, village_version TEXT, error TEXT
+    ablations TEXT, config TEXT, village_version TEXT, error TEXT,
+    target_steps INTEGER, resumes INTEGER DEFAULT 0, forked_from TEXT, forked_at INTEGER,
+    fork_changes TEXT
 );
 CREATE TABLE IF NOT EXISTS agents (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE, age INTEGER, traits TEXT, background TEXT,
@@ -96,6 +105,10 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     invalid TEXT, fallback INTEGER, error TEXT, dropped TEXT, finish_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS llm_calls_step ON llm_calls(step);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    step INTEGER, agent_id INTEGER, part TEXT, state TEXT,
+    PRIMARY KEY (agent_id, part, step)
+);
 CREATE TABLE IF NOT EXISTS interviews (
     id INTEGER PRIMARY KEY AUTOINCREMENT, asked_at TEXT, agent_id INTEGER, at_step INTEGER,
     question TEXT, answer TEXT, model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER
@@ -129,16 +142,48 @@ class _StepBuffer:
         self.rows.setdefault(table, []).append(row)
 
 
-class Recorder:
-    """Buffers a step's rows and commits them in one transaction."""
+class RecordingError(RuntimeError):
+    """The database refused a step (disk full, I/O error): one line; the steps committed
+    before it are intact and the run can be resumed once the cause is fixed."""
 
-    def __init__(self, path: str | Path, *, agent_ids: dict[str, int] | None = None):
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing this run database."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for SQLite's SQLITE_FULL and the OS's ENOSPC / EDQUOT."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.Error) and "full" in str(exc).lower()
+
+
+class Recorder:
+    """Buffers a step's rows and commits them in one transaction.
+
+    `Recorder(path)` creates a new run database; `Recorder(path, existing=True)` opens one
+    to continue it (resume, fork). Either way the recorder holds an advisory lock on the
+    file while it is open, so two processes never write the same run.
+    """
+
+    def __init__(self, path: str | Path, *, agent_ids: dict[str, int] | None = None,
+                 existing: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
         self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(SCHEMA)
+        try:
+            self._take_lock()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(SCHEMA)
+        except BaseException:
+            self.close()
+            raise
         self.db = sqlite_utils.Database(self.conn)
         self._lock = threading.Lock()
         self._buf = _StepBuffer()
@@ -147,6 +192,31 @@ class Recorder:
         self.run_id = 1
         self.calls_total = 0
         self.tokens_total = 0
+        if existing:
+            self.agent_ids.update({n: i for i, n in self.conn.execute("SELECT id, name FROM agents")})
+            row = self.conn.execute("SELECT count(*), sum(llm_calls), sum(tokens) FROM steps").fetchone()
+            self.calls_total, self.tokens_total = int(row[1] or 0), int(row[2] or 0)
+
+    def _take_lock(self) -> None:
+        """flock() the database file (released by the OS if the process dies, even by SIGKILL).
+        flock and SQLite's own POSIX locks do not interact on Linux and macOS."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunLockedError(f"{self.path}: another process is writing this run "
+                                 "(wait for it to stop, or stop it first)") from None
+        self._lock_fd = fd
+
+    # -- call ids (restored on resume) ---------------------------------------------------
+    def call_counters(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._call_seq)
+
+    def set_call_counters(self, counters: dict[int, int]) -> None:
+        with self._lock:
+            self._call_seq = {int(k): int(v) for k, v in counters.items()}
 
     # -- run level ---------------------------------------------------------------
     def start_run(self, **fields: Any) -> None:
@@ -179,6 +249,16 @@ class Recorder:
                 "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
                 (status, iso(datetime.now()), error, self.run_id),
             )
+
+    def update_run(self, **fields: Any) -> None:
+        """Set columns of the run's row (JSON-encodes dicts and lists)."""
+        if not fields:
+            return
+        with self._tx():
+            self.conn.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                [*(json.dumps(v) if isinstance(v, (dict, list)) else v for v in fields.values()),
+                 self.run_id])
 
     # -- buffered rows (any thread) ----------------------------------------------------
     def call(self, request: Request, response: Response | None, error: BaseException | None) -> None:
@@ -225,6 +305,7 @@ class Recorder:
         "social_edges": "INSERT OR REPLACE INTO social_edges VALUES (?,?,?,?,?,?)",
         "events": "INSERT INTO events(step, agent_id, kind, description, place) VALUES (?,?,?,?,?)",
         "memory_rating": "UPDATE memories SET importance = ?, call_id = ? WHERE id = ?",
+        "checkpoints": "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?)",
     }
     _ORDER = {"memory_rating": 1}  # updates after the inserts of the same step
 
@@ -249,26 +330,47 @@ class Recorder:
                 str(c.error) if c.error else None, json.dumps(list(r.dropped)) if r.dropped else None,
                 resp.finish_reason if resp else None,
             ))
+        if "events" in buf.rows:  # agents think concurrently: a fixed order keeps event ids
+            buf.rows["events"].sort(key=lambda r: r[1] or 0)  # reproducible (stable sort)
+        try:
+            with self._tx():
+                if call_rows:
+                    self.conn.executemany(
+                        "INSERT INTO llm_calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        call_rows)
+                for table, rows in sorted(buf.rows.items(),
+                                          key=lambda kv: self._ORDER.get(kv[0], 0)):
+                    self.conn.executemany(self._INSERTS[table], rows)
+                # a second commit of the same step (finish() rating what is pending) adds to it
+                self.conn.execute(
+                    "INSERT INTO steps VALUES (?,?,?,?,?,?) ON CONFLICT(step) DO UPDATE SET"
+                    " wall_time = excluded.wall_time, duration_ms = duration_ms +"
+                    " excluded.duration_ms, llm_calls = llm_calls + excluded.llm_calls,"
+                    " tokens = tokens + excluded.tokens",
+                    (step, iso(game_time), time.time(), duration_ms, len(calls), tokens),
+                )
+                self.conn.execute("UPDATE runs SET last_step = ? WHERE id = ?",
+                                  (step, self.run_id))
+        except sqlite3.Error as exc:
+            full = is_disk_full(exc)
+            what = "disk full" if full else f"database error ({' '.join(str(exc).split())})"
+            raise RecordingError(
+                f"{what} while recording step {step}: {self.path} keeps every step before it;"
+                f" fix the cause, then: village resume {self.path}", disk_full=full) from exc
         self.calls_total += len(calls)
         self.tokens_total += tokens
-        with self._tx():
-            if call_rows:
-                self.conn.executemany(
-                    "INSERT INTO llm_calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", call_rows)
-            for table, rows in sorted(buf.rows.items(), key=lambda kv: self._ORDER.get(kv[0], 0)):
-                self.conn.executemany(self._INSERTS[table], rows)
-            self.conn.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?)",
-                (step, iso(game_time), time.time(), duration_ms, len(calls), tokens),
-            )
-            self.conn.execute("UPDATE runs SET last_step = ? WHERE id = ?", (step, self.run_id))
 
     def record_interview(self, **row: Any) -> None:
         with self._tx():
             self.db["interviews"].insert(row)
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            if self._lock_fd is not None:  # after SQLite let go of the file
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     # -- helpers -------------------------------------------------------------------------
     class _Tx:
@@ -279,7 +381,23 @@ class Recorder:
             self.conn.execute("BEGIN")
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return
+                except BaseException:
+                    self._rollback()
+                    raise
+            self._rollback()
+
+        def _rollback(self) -> None:
+            # SQLite may already have rolled back (e.g. after SQLITE_FULL); never mask the
+            # original error with one from the rollback
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
 
     def _tx(self) -> "Recorder._Tx":
         return Recorder._Tx(self.conn)

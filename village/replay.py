@@ -89,7 +89,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-SCHEMA_VERSION = 1  # the newest recording schema this reader understands
+from village.recorder import SCHEMA_VERSION  # the newest recording schema this reader knows
 
 _TABLES = ("meta", "runs", "agents", "steps", "agent_states")
 _FORWARD_LIMIT = 256  # apply changed rows forward up to this many steps, else seek

@@ -455,3 +455,31 @@ def compare_markdown(headers: list[str], rows: list[list[str]]) -> str:
            "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- interviews
+def fact_question(fact: M.FactSpec) -> str:
+    """The interview question for a fact (the paper asked, e.g., about the party)."""
+    return f"Have you heard anything about the {fact.name}" + (f" at {fact.place}" if fact.place else "") + "?"
+
+
+def run_interviews(db: str | Path, *, pairs: bool = False, at: int | None = None,
+                   llm_spec: str | None = None, progress: Any = None) -> int:
+    """Ask every agent about every fact (and, with ``pairs``, "Do you know X?" about every
+    other agent, as the paper measured density) with ``village interview``; the answers are
+    appended to the run's ``interviews`` table, where the interview metrics read them.
+    Not a pure function: it calls the model (the run's own by default). Returns the count."""
+    from agents.llm.factory import build_model
+    from village.interview import interview, spec_for_recorded
+
+    info = M.run_info(db)
+    model = build_model(llm_spec or spec_for_recorded(info.llm), seed=info.seed or 0)
+    questions = [(a, fact_question(f)) for a in info.agents.values() for f in info.facts]
+    if pairs:
+        questions += [(a, f"Do you know {b}?") for a in info.agents.values()
+                      for b in info.agents.values() if a != b]
+    for i, (agent, q) in enumerate(questions):
+        interview(db, agent, q, at=at, llm=model)
+        if progress is not None:
+            progress(i + 1, len(questions))
+    return len(questions)

@@ -258,6 +258,8 @@ class Viewer:
         pb.tick(dt, growing=rd.running)
         if self.note and now > self._note_until:
             self.note = ""
+        if rd.last_step < rd.first_step:  # a run that has not committed its first step yet
+            return Frame(rd.first_step, rd.game_time(rd.first_step), "waiting for the first step", ())
         return rd.state(pb.step)
 
     def draw(self, frame: Frame) -> None:
@@ -265,12 +267,12 @@ class Viewer:
         pb = self.pb
         nxt = None
         t = pb.frac
-        if t > 0 and pb.step < self.reader.last_step:
+        if t > 0 and frame.agents and pb.step < self.reader.last_step:
             nxt = self.reader.state(pb.step + 1)
         self.rects = self.render.draw_world(self.screen, self.view, frame, next_frame=nxt, t=t,
                                             selected=self.selected)
         self.render.draw_bar(self.screen, self.bar_rect(), frame, pb, self.note)
-        if self.selected is not None and self.view.rect.w < self.screen.get_width():
+        if self.selected is not None and frame.agents and self.view.rect.w < self.screen.get_width():
             r = pygame.Rect(self.view.rect.right, 0, self.screen.get_width() - self.view.rect.right,
                             self.view.rect.h)
             self.render.draw_panel(self.screen, r, self.selected, frame)

@@ -30,7 +30,7 @@ class Timeline(View, Widget):
         step = app.step
         out.append(f"step {step}", "bold")
         out.append(f"/{r.last_step} ", "dim")
-        out.append(r.clock(step), "bold $accent" if False else "bold cyan")
+        out.append(r.clock(step), "bold cyan")
         agent = app.agent
         if agent is not None:
             out.append(" · ")
