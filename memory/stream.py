@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,13 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from memory.retrieval import RECENCY_DECAY, RetrievalWeights, recency, score, top_k
+from memory.retrieval import (
+    F32_EPS,
+    RECENCY_DECAY,
+    Int8Blocks,
+    RetrievalWeights,
+    Static,
+    bounded_top_k,
+    exact_relevance,
+)
 
 KINDS: tuple[str, ...] = ("observation", "reflection", "plan", "chat", "whisper")
 """Memory types: the paper's four plus "whisper" (facts seeded by the experimenter)."""
 
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _EPOCH = datetime(1970, 1, 1)
+_LAM = -math.log(RECENCY_DECAY) / 3600.0  # growth = exp(_LAM * seconds): recency's inverse
 _STATE_VERSION = 1
 
 
@@ -110,6 +120,10 @@ class _Arrays:
     created: np.ndarray = field(init=False)
     accessed: np.ndarray = field(init=False)
     kind: np.ndarray = field(init=False)
+    importance32: np.ndarray = field(init=False)
+    """float32 copies for the approximate pass of retrieval (half the bytes to read)."""
+    growth: np.ndarray = field(init=False)
+    """exp(lam * (accessed - ref)) in float32: proportional to recency (see `_static`)."""
 
     def __post_init__(self) -> None:
         cap = self.emb.shape[0]
@@ -117,10 +131,13 @@ class _Arrays:
         self.created = np.zeros(cap, dtype=np.float64)
         self.accessed = np.zeros(cap, dtype=np.float64)
         self.kind = np.zeros(cap, dtype=np.int8)
+        self.importance32 = np.zeros(cap, dtype=np.float32)
+        self.growth = np.zeros(cap, dtype=np.float32)
 
     def grow(self, n_filled: int, new_cap: int) -> None:
         """Reallocate to `new_cap` rows, copying the filled ones (amortised O(1) per add)."""
-        for name in ("emb", "importance", "created", "accessed", "kind"):
+        for name in ("emb", "importance", "created", "accessed", "kind", "importance32",
+                     "growth"):
             old = getattr(self, name)
             new = np.zeros((new_cap, *old.shape[1:]), dtype=old.dtype)
             new[:n_filled] = old[:n_filled]
@@ -148,6 +165,11 @@ class MemoryStream:
         self._shared_ids = next_id is not None
         self._next_id = next_id if next_id is not None else self._local_id
         self._a = _Arrays(np.zeros((max(1, capacity), self.dim), dtype=np.float32))
+        self._index: Int8Blocks | None = None  # built once the stream reaches INDEX_MIN rows
+        # kept up to date on every write, so a retrieval need not scan for them
+        self._imp_hist = np.zeros(11, dtype=np.int64)  # records per importance 1..10
+        self._acc_range: tuple[float, float] | None = None  # (min, max) of accessed; None: stale
+        self._ref: float | None = None  # the time `growth` is relative to
 
     def _local_id(self) -> int:
         self._last_local_id = next(self._counter)
@@ -223,19 +245,24 @@ class MemoryStream:
             self._a.grow(n, 2 * self.capacity)
         a = self._a
         a.emb[n] = vec
-        a.importance[n] = rec.importance
-        a.created[n] = a.accessed[n] = _to_seconds(created)
-        a.kind[n] = _KIND_CODE[kind]
+        a.importance[n] = a.importance32[n] = rec.importance
+        self._imp_hist[rec.importance] += 1
+        t = _to_seconds(created)
+        a.created[n] = t
         self._records.append(rec)
         self._by_id[rec.id] = n
+        self._set_accessed(n, t, fresh=True)
+        a.kind[n] = _KIND_CODE[kind]
         return rec
 
     def set_importance(self, id: int, importance: int) -> MemoryRecord:
         """Importance is rated after a record is added (in batches, one call for several)."""
         row = self._by_id[id]
         rec = self._records[row]
+        self._imp_hist[rec.importance] -= 1
         rec.importance = int(min(10, max(1, int(importance))))
-        self._a.importance[row] = rec.importance
+        self._imp_hist[rec.importance] += 1
+        self._a.importance[row] = self._a.importance32[row] = rec.importance
         return rec
 
     # -- reading ------------------------------------------------------------------------
@@ -310,39 +337,122 @@ class MemoryStream:
             return [[] for _ in range(q.shape[0])]
 
         a = self._a
-        # Cosine = dot product (rows are unit length). Multiplying the whole matrix and then
-        # selecting rows is cheaper than first copying the selected rows out of it.
-        if q.shape[0] == 1:  # matrix-vector: the common case, and a faster BLAS path
-            rel_all = (a.emb[:n] @ q[0]).astype(np.float64)[:, None]
-        else:
-            rel_all = (q @ a.emb[:n].T).T.astype(np.float64)  # (n, q)
-        imp, acc = a.importance[:n], a.accessed[:n]
+        approx, eps = self._scan(q, n)  # (q, n) relevance within eps of the exact one
+        static = self._static(n, decay)
         if rows is not None:
-            rel_all, imp, acc = rel_all[rows], imp[rows], acc[rows]
-        hours = np.maximum(_to_seconds(now) - acc, 0.0) / 3600.0
-        rec_raw = recency(hours, decay)
+            approx = approx[:, rows]
+            static = Static(static.importance[rows], static.accessed[rows],
+                            static.importance32[rows],
+                            None if static.growth is None else static.growth[rows], static.ref)
+        now_s = _to_seconds(now)
+        q64 = q.astype(np.float64)
 
         results: list[list[Scored]] = []
         picked: set[int] = set()
         for j in range(q.shape[0]):
-            total, rec_n, imp_n, rel_n = score(rec_raw, imp, rel_all[:, j], weights)
-            best = top_k(total, k)
+            def exact_rel(idx: np.ndarray, qj: np.ndarray = q64[j]) -> np.ndarray:
+                return exact_relevance(a.emb[idx if rows is None else rows[idx]], qj)
+
+            best, total, rec_n, imp_n, rel_n = bounded_top_k(
+                approx[j], float(eps[j]), static, now_s, k, weights, exact_rel, decay)
             out = []
-            for i in best:
-                row = int(i) if rows is None else int(rows[i])
+            for i, t, rc, im, rl in zip(best.tolist(), total.tolist(), rec_n.tolist(),
+                                         imp_n.tolist(), rel_n.tolist()):
+                row = i if rows is None else int(rows[i])
                 picked.add(row)
-                out.append(Scored(self._records[row], float(rec_n[i]), float(imp_n[i]),
-                                  float(rel_n[i]), float(total[i])))
+                out.append(Scored(self._records[row], rc, im, rl, t))
             results.append(out)
         if touch and picked:
             self._touch(sorted(picked), now)
         return results
 
+    # -- the approximate scan ------------------------------------------------------------
+
+    INDEX_MIN = 4096
+    """Rows from which an int8 index (memory/retrieval.py: Int8Blocks) scans the stream;
+    below it float32 is already fast (and needs no torch)."""
+
+    def _scan(self, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Relevance of every row to each query, approximately: (q, n) and a bound per query.
+
+        Rows in the int8 index are scanned by its kernel, the rest in float32 (einsum: one
+        thread, no BLAS thread pool to contend for on a busy machine)."""
+        emb = self._a.emb
+        idx = self._index
+        if idx is None and n >= self.INDEX_MIN and Int8Blocks.available():
+            idx = self._index = Int8Blocks(self.dim)
+            idx.build(emb, n)
+        if idx is None:
+            return np.einsum("ij,qj->qi", emb[:n], q), np.full(q.shape[0], F32_EPS)
+        idx.extend(emb, n)
+        approx, eps = idx.scan(q)
+        if idx.end < n:
+            tail = np.einsum("ij,qj->qi", emb[idx.end:n], q)
+            approx = np.concatenate((approx, tail), axis=1)
+        return approx, np.maximum(eps, F32_EPS)
+
+    @property
+    def scan_bytes_per_record(self) -> int:
+        """Bytes one retrieval reads per record: the scanned embedding (int8 with its
+        per-row terms in the index, float32 below it) plus importance and last access."""
+        emb = self._index.nbytes_per_row if self._index is not None else 4 * self.dim
+        return emb + 2 * 8
+
     def _touch(self, rows: Sequence[int], now: datetime) -> None:
         """Set last access of these rows to `now` (paper: retrieval refreshes recency)."""
-        self._a.accessed[np.asarray(rows, dtype=np.intp)] = _to_seconds(now)
+        self._set_accessed(np.asarray(rows, dtype=np.intp), _to_seconds(now))
         for r in rows:
             self._records[r].last_accessed = now
+
+    # -- what retrieval needs besides relevance, kept current ------------------------------
+
+    def _set_accessed(self, rows: np.ndarray | int, t: float, fresh: bool = False) -> None:
+        """Write last-access time `t` to `rows` (an index array, or one new row), keeping
+        `growth` and the (min, max) range current."""
+        a = self._a
+        if self._ref is None:
+            self._ref = t
+        x = _LAM * (t - self._ref)
+        if x > 60.0:  # keep float32 far from overflow: measure growth from `t` from now on
+            n = len(self._records)
+            self._ref, x = t, 0.0
+            a.growth[:n] = np.exp(_LAM * (a.accessed[:n] - t))
+        g = math.exp(x)
+        rng = self._acc_range
+        if fresh:  # one new row
+            a.accessed[rows] = t
+            a.growth[rows] = g
+            if len(self._records) == 1:
+                self._acc_range = (t, t)
+            elif rng is not None:
+                self._acc_range = (min(rng[0], t), max(rng[1], t))
+            return
+        old = a.accessed[rows]
+        a.accessed[rows] = t
+        a.growth[rows] = g
+        if rng is not None:
+            lo, hi = rng
+            if (t < hi and (old == hi).any()) or (t > lo and (old == lo).any()):
+                self._acc_range = None  # an extreme moved inward: recompute when needed
+            else:
+                self._acc_range = (min(lo, t), max(hi, t))
+
+    def _static(self, n: int, decay: float) -> Static:
+        """Importance, last access and their extremes for all n rows, from the kept state."""
+        a = self._a
+        if self._acc_range is None:
+            acc = a.accessed[:n]
+            self._acc_range = (float(acc.min()), float(acc.max()))
+        lo, hi = self._acc_range
+        growth = None
+        if decay == RECENCY_DECAY and self._ref is not None:
+            if not -60.0 < _LAM * (hi - self._ref) < 60.0:  # keep float32 far from overflow
+                self._ref = hi
+                a.growth[:n] = np.exp(_LAM * (a.accessed[:n] - hi))
+            growth = a.growth[:n]
+        levels = np.flatnonzero(self._imp_hist)
+        return Static(a.importance[:n], a.accessed[:n], a.importance32[:n], growth,
+                      self._ref or 0.0, (lo, hi), (float(levels[0]), float(levels[-1])))
 
     # -- checkpointing ------------------------------------------------------------------
 
@@ -382,7 +492,8 @@ class MemoryStream:
         s._counter = itertools.count(start)
         s._last_local_id = start - 1
         a = s._a
-        a.emb[: len(records)] = emb.reshape(len(records), dim)
+        n = len(records)
+        a.emb[:n] = emb.reshape(n, dim)
         for i, r in enumerate(records):
             r.index = i
             a.importance[i] = r.importance
@@ -391,4 +502,9 @@ class MemoryStream:
             a.kind[i] = _KIND_CODE[r.kind]
             s._by_id[r.id] = i
         s._records = records
+        a.importance32[:n] = a.importance[:n]
+        s._imp_hist = np.bincount(a.importance[:n].astype(np.int64), minlength=11)
+        if n:
+            s._ref = float(a.accessed[:n].max())
+            a.growth[:n] = np.exp(_LAM * (a.accessed[:n] - s._ref))
         return s

@@ -213,7 +213,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
     port = free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf_path()),
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+           # one thread: llama.cpp threads spin-wait, and on a shared 2-core box two of them
+           # made prompt evaluation ~20x slower here than one
+           "--n_threads", "1", "--n_threads_batch", "1"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

@@ -21,12 +21,14 @@ def test_run_completes_through_429_500_and_a_stall_and_records_the_retries(fake_
     fake_openai.script = ["429", "500", "stall"]
     fake_openai.stall_s = 3.0
     out = tmp_path / "run.db"
-    result = run(build("demo", _opts(fake_openai.url, out, llm_timeout=0.5)), 2)
+    # One call in flight at a time: the first call meets all three faults, in that order.
+    result = run(build("demo", _opts(fake_openai.url, out, llm_timeout=0.5, llm_concurrency=1)), 2)
     assert result.status == "finished"
     con = sqlite3.connect(out)
     calls, retries, errors = con.execute(
         "SELECT count(*), sum(retries), count(error) FROM llm_calls").fetchone()
     assert retries == 3 and errors == 0
+    assert con.execute("SELECT retries FROM llm_calls WHERE retries > 0").fetchall() == [(3,)]
     # Every recorded call went over HTTP once, plus one request per retry.
     assert fake_openai.chat_requests == calls + 3
     assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"

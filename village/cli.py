@@ -28,7 +28,24 @@ def fail(message: str, code: int = 2) -> "NoReturn":  # type: ignore[name-define
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Usage errors (a bad option, a missing argument) as one line too, exit status 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "village"
+            fail(f"{' '.join(exc.format_message().split())} (see: {where} --help)", exc.exit_code)
+        except click.ClickException as exc:
+            fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.exceptions.Abort:
+            fail("aborted", 130)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="village")
 def main() -> None:
     """Village: generative agent simulations, recorded to SQLite.
@@ -86,7 +103,7 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         village run scenarios/demo.toml --steps 30 --ablate reflection
     """
     from village import simulate
-    from village.summary import print_summary, summarize
+    from village.recorder import RecordingError
 
     if hours is not None and steps is not None:
         fail("--hours and --steps: give one of them, not both")
@@ -100,6 +117,8 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         model = simulate.build(scenario, opts)
     except simulate.RunFailedError as exc:  # the model failed at step 0: a model failure
         fail(str(exc), code=1)
+    except RecordingError as exc:  # disk full at step 0
+        fail(str(exc), code=1)
     except (ScenarioError, FileExistsError, ValueError, ModelError) as exc:
         fail(str(exc))
     n = model.steps_for(hours=hours if hours is not None or steps is not None else 5.0, steps=steps)
@@ -107,6 +126,16 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
     if not quiet:
         console.print(f"Recording to [bold]{path}[/bold] ({n} steps of {model.seconds_per_step} s,"
                       f" {len(model.residents)} residents, model {model.llm.name})")
+    _drive(model, n, quiet)
+
+
+def _drive(model, n: int, quiet: bool) -> None:  # noqa: ANN001 - a VillageModel
+    """Run `n` steps with a progress bar; one line and a resumable database on any stop."""
+    from village import simulate
+    from village.recorder import RecordingError
+    from village.summary import print_summary, summarize
+
+    path = model.recorder.path
     t0 = time.perf_counter()
     try:
         if quiet:
@@ -117,25 +146,150 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                           console=console, transient=False) as bar:
                 task = bar.add_task("run", total=n, clock="", rate="")
+                first = model.steps
 
                 def on_step(m) -> None:  # noqa: ANN001
                     el = max(time.perf_counter() - t0, 1e-9)
                     snap = m.accounting.totals()
                     toks = snap["prompt_tokens"] + snap["completion_tokens"]
                     bar.update(task, advance=1, clock=m.now.strftime("%a %H:%M:%S"),
-                               rate=f"{m.steps / el:.1f} steps/s · {snap['calls']} calls · "
+                               rate=f"{(m.steps - first) / el:.1f} steps/s · {snap['calls']} calls · "
                                     f"{snap['completion_tokens'] / el:.0f} tok/s · {toks} tok")
 
                 result = simulate.run(model, n, on_step)
     except ModelError as exc:
-        fail(f"{exc} (run saved up to its last step in {path})", code=1)
+        fail(f"{exc} (run saved up to its last step in {path}; continue with: "
+             f"village resume {path})", code=1)
+    except RecordingError as exc:
+        fail(str(exc), code=1)
     except KeyboardInterrupt:
-        fail(f"interrupted; recorded up to the last finished step in {path}", code=130)
+        fail(f"interrupted; recorded up to the last finished step in {path} "
+             f"(continue with: village resume {path})", code=130)
+    if result.status == "interrupted":
+        fail(f"interrupted after step {result.steps}; recorded in {path} "
+             f"(continue with: village resume {path})", code=130)
     if not quiet:
         print_summary(summarize(result.path), Console())
         click.echo(f"Recorded {result.steps} steps in {result.wall_s:.1f} s to {result.path}")
     else:
         click.echo(str(result.path))
+
+
+def _stack_options(llm_spec: str | None, no_cache: bool, cache_path: Path | None,
+                   threads: int | None, llm_timeout: float | None):  # noqa: ANN202
+    from village.simulate import Overrides
+
+    return Overrides(llm=llm_spec, cache=False if no_cache else None, cache_path=cache_path,
+                     n_threads=threads, llm_timeout=llm_timeout)
+
+
+def _stack_flags(f):  # noqa: ANN001, ANN202 - the options resume and fork share
+    for opt in reversed([
+        click.option("--steps", type=click.IntRange(min=0), default=None,
+                     help="Steps to run (default: up to the run's own target)."),
+        click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Simulated hours to run instead."),
+        click.option("--llm", "llm_spec", default=None,
+                     help="Model backend (default: the one the run was started with)."),
+        click.option("--llm-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Seconds per model HTTP request (openai:; default: as recorded)."),
+        click.option("--no-cache", is_flag=True, help="Do not use the response cache."),
+        click.option("--cache-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Response cache file (default: the one the run used)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads for in-process GGUF models."),
+        click.option("--quiet", is_flag=True, help="No progress bar or summary."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@main.command()
+@click.argument("run_db", type=click.Path(dir_okay=False, path_type=Path))
+@_stack_flags
+def resume(run_db: Path, steps: int | None, hours: float | None, llm_spec: str | None,
+           llm_timeout: float | None, no_cache: bool, cache_path: Path | None,
+           threads: int | None, quiet: bool) -> None:
+    """Continue a stopped run (killed, Ctrl-C, disk full, model failure) from its last
+    committed step, with the options it was started with, up to the step it was going to.
+
+    With the response cache the continuation is identical to an uninterrupted run.
+
+    \b
+    Examples:
+        village resume replays/demo-20260101-120000.db
+        village resume replays/demo.db --steps 360      # or extend a finished run
+    """
+    from village import simulate
+    from village.dbcheck import RunDBError
+    from village.recorder import RecordingError, RunLockedError
+
+    if hours is not None and steps is not None:
+        fail("--hours and --steps: give one of them, not both")
+    try:
+        model, n = simulate.resume(run_db, steps=steps, hours=hours,
+                                   overrides=_stack_options(llm_spec, no_cache, cache_path,
+                                                            threads, llm_timeout))
+    except simulate.RunFailedError as exc:
+        fail(str(exc), code=1)
+    except RecordingError as exc:
+        fail(str(exc), code=1)
+    except (RunDBError, RunLockedError, ScenarioError, ValueError, ModelError) as exc:
+        fail(str(exc))
+    if not quiet:
+        console.print(f"Resuming [bold]{run_db}[/bold] at step {model.steps} "
+                      f"({model.now:%a %H:%M:%S}): {n} more steps, model {model.llm.name}")
+    _drive(model, n, quiet)
+
+
+@main.command()
+@click.argument("run_db", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--at", "at", type=int, required=True,
+              help="The step to branch after (-1: the last committed step).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The new run database.")
+@click.option("--whisper", "whispers", multiple=True, metavar="'AGENT: text'",
+              help="A memory the agent gets at the next step, as an inner voice (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="'AGENT.FIELD=VALUE'",
+              help="Change a resident from then on: age, traits, background, currently, "
+                   "routine, wake, sleep, vision_radius, attention_bandwidth (repeatable).")
+@_stack_flags
+def fork(run_db: Path, at: int, out: Path, whispers: tuple[str, ...], sets: tuple[str, ...],
+         steps: int | None, hours: float | None, llm_spec: str | None, llm_timeout: float | None,
+         no_cache: bool, cache_path: Path | None, threads: int | None, quiet: bool) -> None:
+    """Branch a run after a step into a new database and continue it there: a
+    counterfactual. Without changes the fork continues exactly like the original.
+
+    \b
+    Examples:
+        village fork replays/demo.db --at 720 --out replays/demo-rumour.db \\
+            --whisper "Mei Lin: Tom Moreno said the party is cancelled"
+        village fork replays/demo.db --at 720 --out replays/demo-shy.db \\
+            --set "Ayesha Khan.traits=['shy', 'quiet']" --steps 360
+    """
+    from village import simulate
+    from village.dbcheck import RunDBError
+    from village.fork import ForkError, fork as do_fork, parse_set, parse_whisper
+    from village.recorder import RecordingError, RunLockedError
+
+    if hours is not None and steps is not None:
+        fail("--hours and --steps: give one of them, not both")
+    try:
+        changes = [*(parse_whisper(w) for w in whispers), *(parse_set(s) for s in sets)]
+        model, n = do_fork(run_db, at=at, out=out, changes=changes, steps=steps, hours=hours,
+                           overrides=_stack_options(llm_spec, no_cache, cache_path, threads,
+                                                    llm_timeout))
+    except simulate.RunFailedError as exc:
+        fail(str(exc), code=1)
+    except RecordingError as exc:
+        fail(str(exc), code=1)
+    except (ForkError, RunDBError, RunLockedError, ScenarioError, ValueError, ModelError) as exc:
+        fail(str(exc))
+    if not quiet:
+        console.print(f"Forked [bold]{run_db}[/bold] after step {model.steps} "
+                      f"({model.now:%a %H:%M:%S}) into [bold]{out}[/bold]: {n} more steps"
+                      + (f", {len(changes)} change(s)" if changes else ""))
+    _drive(model, n, quiet)
 
 
 @main.command()

@@ -18,6 +18,7 @@ or a notebook plots. Nothing needs the simulation that produced the run.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -26,13 +27,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Union
 
 import numpy as np
 
 from village.summary import connect_ro
 
-DB = "str | Path | sqlite3.Connection"
+DB = Union[str, Path, sqlite3.Connection]  # a run database: a path (opened read-only) or a connection
 
 # Cosine similarity to a fact's description at or above which a memory counts as mentioning
 # the fact even without a keyword. Calibrated so that a paraphrase of the fact counts and an
@@ -177,8 +178,6 @@ def run_info(db: DB) -> RunInfo:
         run = dict(run)
         agents = {r[0]: r[1] for r in conn.execute("SELECT id, name FROM agents ORDER BY id")}
         last = conn.execute("SELECT max(step) FROM steps").fetchone()[0]
-    import json
-
     try:
         abl = list(json.loads(run.get("ablations") or "[]"))
     except ValueError:

@@ -93,6 +93,7 @@ class VillageModel(mesa.Model):
             self.residents.append(self.agent_class(self, res, agent_id=i))
         self.agent_by_name = {a.name: a for a in self.residents}
         self._saved: dict[tuple[int, str], str] = {}  # checkpoint parts as last written
+        self._saved_values: dict[tuple[int, str], Any] = {}  # ... and as last seen
         self._inject: list[tuple[str, str]] = []  # whispers given at the next step (fork)
         for a in self.residents:
             self.social.add_node(a.name)
@@ -251,10 +252,10 @@ class VillageModel(mesa.Model):
                 "calls": sorted(self.recorder.call_counters().items()) if self.recorder else [],
                 "inject": [list(w) for w in self._inject],
             },
-            "rng": {"random": list(self.random.getstate()),
+            "rng": {"random": self.random.getstate(),  # a tuple: cheap to compare
                     "numpy": self.rng.bit_generator.state},
             "social": {"nodes": list(self.social.nodes),
-                       "edges": sorted([*sorted((a, b)), d]
+                       "edges": sorted([*sorted((a, b)), dict(d)]  # copies, not live dicts
                                        for a, b, d in self.social.edges(data=True))},
         }
 
@@ -288,14 +289,24 @@ class VillageModel(mesa.Model):
         self._last_states = dict(ck.last_states)
         self._saved = dict(ck.texts)
 
+    def save_checkpoint(self) -> None:
+        """Commit the current state again at the current step (after changing it between
+        steps, e.g. a fork's whispers); only the parts that changed are written."""
+        self._commit(0.0)
+
     def _checkpoint(self) -> None:
-        """Buffer the parts that changed since they were last written (same transaction)."""
+        """Buffer the parts that changed since they were last written (same transaction).
+        Values are compared before they are encoded: most parts do not change most steps."""
         for aid, parts in [(0, self.checkpoint_state()),
                            *((a.agent_id, a.checkpoint_state()) for a in self.residents)]:
             for part, value in parts.items():
+                key = (aid, part)
+                if key in self._saved_values and self._saved_values[key] == value:
+                    continue
+                self._saved_values[key] = value
                 text = ckpt.dumps(value)
-                if self._saved.get((aid, part)) != text:
-                    self._saved[(aid, part)] = text
+                if self._saved.get(key) != text:
+                    self._saved[key] = text
                     self.recorder.add("checkpoints", (self.steps, aid, part, text))
 
     # -- recording -------------------------------------------------------------------------------

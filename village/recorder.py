@@ -192,10 +192,13 @@ class Recorder:
         self.run_id = 1
         self.calls_total = 0
         self.tokens_total = 0
+        self.last_committed: int | None = None
         if existing:
             self.agent_ids.update({n: i for i, n in self.conn.execute("SELECT id, name FROM agents")})
             row = self.conn.execute("SELECT count(*), sum(llm_calls), sum(tokens) FROM steps").fetchone()
             self.calls_total, self.tokens_total = int(row[1] or 0), int(row[2] or 0)
+            last = self.conn.execute("SELECT max(step) FROM steps").fetchone()[0]
+            self.last_committed = None if last is None else int(last)
 
     def _take_lock(self) -> None:
         """flock() the database file (released by the OS if the process dies, even by SIGKILL).
@@ -352,13 +355,20 @@ class Recorder:
                 self.conn.execute("UPDATE runs SET last_step = ? WHERE id = ?",
                                   (step, self.run_id))
         except sqlite3.Error as exc:
-            full = is_disk_full(exc)
-            what = "disk full" if full else f"database error ({' '.join(str(exc).split())})"
-            raise RecordingError(
-                f"{what} while recording step {step}: {self.path} keeps every step before it;"
-                f" fix the cause, then: village resume {self.path}", disk_full=full) from exc
+            raise self.stopped(exc, f"while recording step {step}") from exc
+        self.last_committed = step
         self.calls_total += len(calls)
         self.tokens_total += tokens
+
+    def stopped(self, exc: BaseException, when: str) -> RecordingError:
+        """The one-line error for a write that failed (disk full, I/O error)."""
+        full = is_disk_full(exc)
+        what = "disk full" if full else f"database error ({' '.join(str(exc).split())})"
+        kept = ("no step committed yet" if self.last_committed is None
+                else f"steps 0 to {self.last_committed} are kept")
+        return RecordingError(f"{what} {when}: {self.path}: {kept}; "
+                              f"{'free space' if full else 'fix the cause'}, then: "
+                              f"village resume {self.path}", disk_full=full)
 
     def record_interview(self, **row: Any) -> None:
         with self._tx():

@@ -153,7 +153,7 @@ def plot_diffusion(m: M.RunMetrics, path: Path) -> None:
         xs, ys = _step_xy([(t, 100 * c / max(d.n_agents, 1)) for _s, t, c in d.curve])
         ax.step(xs, ys, where="post", linewidth=2, label=f"{name} ({d.final}/{d.n_agents})")
     ax.set_ylabel("agents who know (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 102)
     _time_axis(ax, m.info.game_start, m.info.game_end)
     ax.set_title("Information diffusion")
     if m.diffusion:
@@ -167,7 +167,7 @@ def plot_density(m: M.RunMetrics, path: Path) -> None:
     xs, ys = _step_xy([(t, dens) for _s, t, _e, dens in m.density.curve])
     ax.step(xs, ys, where="post", linewidth=2, color="tab:purple")
     ax.set_ylabel("density 2|E| / (|V|(|V|−1))")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.02)
     _time_axis(ax, m.info.game_start, m.info.game_end)
     ax.set_title(f"Relationship formation ({m.density.edges_initial} → {m.density.edges_final} edges)")
     fig.tight_layout()
@@ -194,7 +194,7 @@ def plot_social_graph(m: M.RunMetrics, path: Path) -> None:
                            width=[width[x] for x in seeded])
     nx.draw_networkx_edges(g, pos, edgelist=formed, ax=ax, edge_color="tab:blue",
                            width=[width[x] for x in formed])
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=260, edgecolors="#555")
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=520, edgecolors="#555")
     nx.draw_networkx_labels(g, pos, ax=ax, labels={n: n.split()[0] for n in names}, font_size=8)
     sub = f"orange: knows '{first.fact.name}' by the end; " if first else ""
     ax.set_title(f"Social graph at the end — {sub}grey: seeded, blue: formed in conversation",

@@ -123,8 +123,7 @@ def _start(sc: Scenario, opts: RunOptions, backend: Any, embedder: Any, recorder
         if isinstance(exc, RecordingError):
             raise
         if is_disk_full(exc):
-            raise RecordingError(f"disk full while starting the run in {recorder.path}",
-                                 disk_full=True) from exc
+            raise recorder.stopped(exc, "while starting the run") from exc
         raise
 
 
@@ -203,11 +202,8 @@ def run(model: VillageModel, n_steps: int,
         raise
     except BaseException as exc:
         status, error = "failed", one_line(f"{type(exc).__name__}: {exc}", 2000)
-        if not isinstance(exc, RecordingError) and is_disk_full(exc):
-            raise RecordingError(
-                f"disk full during step {model.steps} ({one_line(exc)}): "
-                f"{rec.path if rec else 'the run'} keeps every step before it; free space, then:"
-                f" village resume {rec.path if rec else 'RUN.db'}", disk_full=True) from exc
+        if not isinstance(exc, RecordingError) and is_disk_full(exc) and rec is not None:
+            raise rec.stopped(exc, f"after step {rec.last_committed}") from exc
         raise
     finally:
         if rec is not None:
@@ -299,7 +295,7 @@ def read_run(path: Path) -> tuple[dict[str, Any], int | None, bool]:
 
 
 def open_stack(path: Path, run: dict[str, Any], opts: RunOptions,
-               *, fresh: bool = False) -> VillageModel:
+               *, fresh: bool = False, count_resume: bool = True) -> VillageModel:
     """Rebuild the run's model stack on `path` (locked, migrated) at its last committed
     step — or from step 0 when `fresh` (no step was ever committed)."""
     sc = recorded_scenario(run, path)
@@ -329,13 +325,15 @@ def open_stack(path: Path, run: dict[str, Any], opts: RunOptions,
             assert last is not None
             checkpoint = ckpt.load(recorder.conn, last)
         recorder.conn.execute("UPDATE runs SET status = 'running', ended_at = NULL, error = NULL,"
-                              " resumes = coalesce(resumes, 0) + 1 WHERE id = ?",
-                              (recorder.run_id,))
+                              " resumes = coalesce(resumes, 0) + ? WHERE id = ?",
+                              (int(count_resume), recorder.run_id))
     except ckpt.CheckpointError as exc:
         recorder.close()
         raise ResumeError(f"{path}: {exc}") from None
-    except BaseException:
+    except BaseException as exc:
         recorder.close()
+        if is_disk_full(exc):
+            raise recorder.stopped(exc, "while reopening the run") from exc
         raise
     return _start(sc, opts, backend, embedder, recorder, seed, checkpoint)
 

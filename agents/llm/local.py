@@ -32,6 +32,31 @@ def bundled_gguf_path() -> Path:
     )
 
 
+def _LeanRAMCache(capacity_bytes: int) -> Any:
+    """llama-cpp-python's RAM prompt cache, bounded for real.
+
+    Its states also carry a copy of the logits of every prompt token (n_tokens x n_vocab
+    floats: ~100 MB for a 500-token prompt of SmolLM2) that its capacity does not count, so
+    25 agents' prefixes grew a process to 8 GB here. Only the last row is ever read back
+    (sampling resumes from it; other rows matter only with logits_all), so keep that row —
+    `load_state` broadcasts it — and count every byte against the capacity.
+    """
+    from llama_cpp import LlamaRAMCache
+
+    class Lean(LlamaRAMCache):  # type: ignore[misc]
+        def __setitem__(self, key: Any, value: Any) -> None:
+            if getattr(value, "scores", None) is not None and len(value.scores) > 1:
+                value.scores = value.scores[-1:].copy()
+            super().__setitem__(key, value)
+
+        @property
+        def cache_size(self) -> int:
+            return sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes
+                       for s in self.cache_state.values())
+
+    return Lean(capacity_bytes=capacity_bytes)
+
+
 class LlamaCppModel:
     """A GGUF model run in-process; one call at a time (llama.cpp contexts are not thread-safe)."""
 
@@ -45,7 +70,7 @@ class LlamaCppModel:
         n_threads: int | None = None,
         seed: int = 0,
         name: str | None = None,
-        ram_cache_bytes: int = 1 << 30,
+        ram_cache_bytes: int = 512 << 20,
     ) -> None:
         self.path = Path(path)
         self.ram_cache_bytes = ram_cache_bytes
@@ -82,12 +107,10 @@ class LlamaCppModel:
                         verbose=False,
                     )
                     if self.ram_cache_bytes:
-                        from llama_cpp import LlamaRAMCache
-
                         # Keeps the evaluated prompt prefixes of recent calls: an agent's
                         # prompts share their opening (its identity), so most of each prompt
                         # is not evaluated again (about 5x faster here on agent prompts).
-                        self._llm.set_cache(LlamaRAMCache(capacity_bytes=self.ram_cache_bytes))
+                        self._llm.set_cache(_LeanRAMCache(self.ram_cache_bytes))
                 except Exception as exc:
                     raise ModelError(f"cannot load GGUF model {self.path}: {exc}") from exc
             return self._llm

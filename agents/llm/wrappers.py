@@ -87,7 +87,8 @@ class RetriesExhaustedError(ModelError):
 class RetryPolicy:
     """How :class:`RetryingModel` retries transient failures.
 
-    ``attempts`` counts the first try; waits are random in [0, min(maximum, initial·2^n)]
+    ``attempts`` counts the first try; the wait before retry n is random in
+    [0, min(maximum, initial·2^(n-1))]
     (exponential backoff with full jitter); ``total_s`` optionally caps the time one call
     may spend retrying. Tests shrink ``initial``/``maximum`` to keep fault runs fast.
     """

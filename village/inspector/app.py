@@ -13,6 +13,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from village.inspector.fmt import short_time
@@ -40,6 +41,16 @@ STEP = Binding.Group("Step", compact=True)
 AGENT = Binding.Group("Agent", compact=True)
 
 
+class Tabs(TabbedContent):
+    """Tabs that switch only when asked (a key, a click): Textual's TabbedContent also switches
+    to a pane when a widget in it gets focus, and a focus message still in flight would switch
+    back right after a key switched away."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.stop()
+        event.prevent_default()
+
+
 class InspectorApp(App[None]):
     """``InspectorApp(reader, start=None, follow=False, agent=None, llm_spec=None)``.
 
@@ -54,7 +65,6 @@ class InspectorApp(App[None]):
     #views { height: 1fr; }
     #views > ContentSwitcher { height: 1fr; }
     TabPane { padding: 0; height: 1fr; }
-    #town > AgentsTable { height: auto; max-height: 60%; }
     """
     BINDINGS = [
         Binding("1", "view('town')", "Town", group=VIEWS),
@@ -104,13 +114,14 @@ class InspectorApp(App[None]):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield Timeline(id="timeline")
-        with TabbedContent(id="views", initial="agent"):
+        self.timeline = Timeline(id="timeline")
+        yield self.timeline
+        with Tabs(id="views", initial="agent"):
             with TabPane("1 Town", id="town"):
                 yield AgentsTable(id="agents")
                 yield SocialGraph(id="social")
             with TabPane("2 Agent", id="agent"):
-                with TabbedContent(id="agent-tabs", initial="memories"):
+                with Tabs(id="agent-tabs", initial="memories"):
                     with TabPane("i Identity", id="identity"):
                         yield IdentityView(id="identity-view")
                     with TabPane("m Memories", id="memories"):
@@ -135,6 +146,15 @@ class InspectorApp(App[None]):
         self.call_after_refresh(self.focus_view)
 
     # ------------------------------------------------------------------ state
+    @property
+    def main(self) -> Screen:
+        """The main screen (views are looked up there, whatever pop-up is open)."""
+        return self.screen_stack[0]
+
+    def close_popups(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
     @property
     def agent(self) -> Agent | None:
         if self.agent_id is None:
@@ -163,7 +183,9 @@ class InspectorApp(App[None]):
         if agent_id != self.agent_id:
             self.agent_id = agent_id
         if open_view:
-            self.query_one("#views", TabbedContent).active = "agent"
+            self.close_popups()
+            self.set_focus(None)
+            self.main.query_one("#views", TabbedContent).active = "agent"
 
     def watch_step(self) -> None:
         self.reload_views()
@@ -174,17 +196,18 @@ class InspectorApp(App[None]):
     def watch_follow(self, follow: bool) -> None:
         if follow and self.reader.last_step >= self.reader.first_step:
             self.step = self.reader.last_step
-        self.query_one(Timeline).refresh()
+        self.timeline.refresh()
 
     def memory_rows(self, agent_id: int, step: int) -> list:
-        """``ReplayReader.memory_rows`` for (agent, step), cached for the few last asked."""
+        """``ReplayReader.memory_rows`` for (agent, step), cached for the few last asked;
+        importance None for a record not rated yet at that step."""
         key = (agent_id, step)
         with self._rows_lock:
             rows = self._rows.get(key)
             if rows is not None:
                 self._rows.move_to_end(key)
                 return list(rows)
-        rows = self.reader.memory_rows(agent_id, step)
+        rows = self.reader.memory_rows(agent_id, step, unrated=None)
         with self._rows_lock:
             self._rows[key] = rows
             while len(self._rows) > 6:
@@ -197,17 +220,19 @@ class InspectorApp(App[None]):
     # ------------------------------------------------------------------ refreshing
     def reload_views(self) -> None:
         """Mark every view stale and reload the ones on screen after this refresh."""
-        for v in self.query("*"):
+        for v in self.main.query("*"):
             if isinstance(v, View):
                 v.stale = True
         if not self._reload_pending:
             self._reload_pending = True
-            self.call_after_refresh(self._reload_shown)
+            self.call_after_refresh(self.reload_shown)
 
-    def _reload_shown(self) -> None:
+    def reload_shown(self) -> None:
         self._reload_pending = False
+        if not self.is_running:
+            return
         try:
-            for v in list(self.query("*")):
+            for v in list(self.main.query("*")):
                 if isinstance(v, View) and v.stale and v.shown():
                     v.stale = False
                     v.reload()
@@ -220,17 +245,17 @@ class InspectorApp(App[None]):
              "probe": "#probe-query", "calls": "#calls-table", "interview": "#ask-input"}
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.call_after_refresh(self._reload_shown)
+        self.call_after_refresh(self.reload_shown)
         self.call_after_refresh(self.focus_view)
 
     def focus_view(self) -> None:
         """Focus the main widget of the view on screen (so its keys show in the footer)."""
-        pane = self.query_one("#views", TabbedContent).active
+        pane = self.main.query_one("#views", TabbedContent).active
         if pane == "agent":
-            pane = self.query_one("#agent-tabs", TabbedContent).active
+            pane = self.main.query_one("#agent-tabs", TabbedContent).active
         target = self.FOCUS.get(pane)
-        if target and not isinstance(self.screen, (MemoryScreen, CallScreen, PlanScreen)):
-            self.query_one(target).focus()
+        if target and self.screen is self.main:
+            self.main.query_one(target).focus()
 
     def poll(self) -> None:
         """Follow a run in progress: re-read its last step (and move there when following)."""
@@ -247,9 +272,14 @@ class InspectorApp(App[None]):
         if last != before:
             if self.follow or before < r.first_step:
                 self.step = last
-            self.query_one(Timeline).refresh()
+            if before < r.first_step:  # the first step of a run that had none: show it all
+                if self.agent_id is None and r.agents:
+                    self.agent_id = r.agents[0].id
+                self.main.query_one(CallsView).set_agents()
+                self.reload_views()
+            self.timeline.refresh()
         elif self.follow:
-            self.query_one(Timeline).refresh()
+            self.timeline.refresh()
 
     # ------------------------------------------------------------------ pop-ups
     def open_memory(self, memory_id: int) -> None:
@@ -274,11 +304,15 @@ class InspectorApp(App[None]):
 
     # ------------------------------------------------------------------ actions
     def action_view(self, name: str) -> None:
-        self.query_one("#views", TabbedContent).active = name
+        self.close_popups()
+        self.set_focus(None)  # else focus left in the old pane's widgets may switch back to it
+        self.main.query_one("#views", TabbedContent).active = name
 
     def action_agent_tab(self, name: str) -> None:
-        self.query_one("#views", TabbedContent).active = "agent"
-        self.query_one("#agent-tabs", TabbedContent).active = name
+        self.close_popups()
+        self.set_focus(None)
+        self.main.query_one("#views", TabbedContent).active = "agent"
+        self.main.query_one("#agent-tabs", TabbedContent).active = name
 
     def action_step(self, delta: int) -> None:
         self.set_step(self.step + delta)

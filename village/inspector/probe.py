@@ -19,9 +19,13 @@ from village.replay import ReplayReader
 
 
 def run_weights(reader: ReplayReader) -> RetrievalWeights:
-    """The retrieval weights the run used (``runs.config.weights`` when recorded, else the
-    default of ``SimConfig``)."""
-    w = (reader.run.get("config") or {}).get("weights") if isinstance(reader.run.get("config"), dict) else None
+    """The retrieval weights the run used (``runs.config`` ``sim.weights`` when recorded, else
+    the default of ``SimConfig``)."""
+    config = reader.run.get("config")
+    w = None
+    if isinstance(config, dict):
+        sim = config.get("sim")
+        w = sim.get("weights") if isinstance(sim, dict) else config.get("weights")
     if isinstance(w, dict):
         try:
             return RetrievalWeights(float(w.get("recency", 1)), float(w.get("importance", 1)),

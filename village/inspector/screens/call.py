@@ -9,13 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 
 class CallScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     CallScreen { align: center middle; }
-    CallScreen > VerticalScroll { width: 96%; height: 94%; border: round $accent; background: $panel;
+    CallScreen > VerticalScroll { width: 96%; height: 1fr; margin: 1 0 0 0; border: round $accent; background: $panel;
                                   padding: 0 1; }
     CallScreen .call-head { margin-bottom: 1; }
     CallScreen .role { text-style: bold; color: $accent; margin-top: 1; }
@@ -31,6 +31,7 @@ class CallScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="call-body"):
             yield Static(id="call-text")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.call = self.app.reader.llm_call(self.call_id)  # type: ignore[attr-defined]

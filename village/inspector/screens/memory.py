@@ -7,15 +7,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
-from village.inspector.fmt import clip, short_time
+from village.inspector.fmt import short_time
+from village.inspector.widgets.base import fill_table
 
 
 class MemoryScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     MemoryScreen { align: center middle; }
-    MemoryScreen > Vertical { width: 96%; height: 94%; border: round $accent; background: $panel;
+    MemoryScreen > Vertical { width: 96%; height: 1fr; margin: 1 0 0 0; border: round $accent; background: $panel;
                               padding: 0 1; }
     MemoryScreen #mem-detail { height: auto; max-height: 40%; }
     MemoryScreen .links-title { height: 1; margin-top: 1; text-style: bold; }
@@ -48,8 +49,12 @@ class MemoryScreen(ModalScreen[None]):
             rt = DataTable(cursor_type="row", id="mem-retrieved")
             rt.add_columns("Step", "Purpose", "Rank", "Total", "Rec", "Imp", "Rel", "Query")
             yield rt
+        yield Footer()
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self.load)  # after layout, so the tables fit their width
+
+    def load(self) -> None:
         app = self.app
         r = app.reader  # type: ignore[attr-defined]
         step = app.step  # type: ignore[attr-defined]
@@ -59,13 +64,15 @@ class MemoryScreen(ModalScreen[None]):
             text.update(f"Memory {self.memory_id} is not in this run.")
             return
         self.record = m
-        owner = r._name(m["agent_id"]) if hasattr(r, "_name") else m["agent_id"]
+        owner = r.agent(m["agent_id"]).name
         acc = next((x.last_accessed for x in app.memory_rows(m["agent_id"], max(step, m["step"]))  # type: ignore[attr-defined]
                     if x.id == m["id"]), None)
+        rated = r.llm_call(m["call_id"]) if m.get("call_id") else None
+        later = f" (rated at step {rated['step']})" if rated and rated["step"] > step else ""
         text.update(
             f"[b]{escape(m['kind'])}[/b] #{m['id']} of [b]{escape(str(owner))}[/b] · created "
             f"{short_time(r, m['created'])} (step {m['step']}) · importance "
-            f"{m['importance'] if m['importance'] is not None else 'unrated'} · last access as of step "
+            f"{m['importance'] if m['importance'] is not None else 'not rated'}{later} · last access as of step "
             f"{step}: {short_time(r, acc) if acc else 'never retrieved'}"
             + (f" · rated by call {m['call_id']} (c)" if m.get("call_id") else "")
             + f"\n\n{escape(m['description'])}")
@@ -74,16 +81,14 @@ class MemoryScreen(ModalScreen[None]):
         for table_id, title_id, rows, title in (
                 ("#mem-evidence", "#ev-title", self.evidence, "Evidence (the records this one was drawn from)"),
                 ("#mem-cited", "#cited-title", self.cited_by, "Cited by (reflections drawn from this record)")):
-            table = self.query_one(table_id, DataTable)
-            for e in rows:
-                table.add_row(short_time(r, e["created"]), e["kind"], str(e["importance"]),
-                              clip(e["description"], 200), key=str(e["id"]))
+            fill_table(self.query_one(table_id, DataTable),
+                       ((str(e["id"]), (short_time(r, e["created"]), e["kind"], str(e["importance"]),
+                                        e["description"])) for e in rows))
             self.query_one(title_id, Static).update(f"{title}: {len(rows) or 'none'}")
-        rt = self.query_one("#mem-retrieved", DataTable)
-        for h in r.memory_retrievals(self.memory_id, until_step=step):
-            rt.add_row(str(h["step"]), h["purpose"], str(h["rank"]), f"{h['score']:.3f}",
-                       f"{h['recency']:.2f}", f"{h['importance']:.2f}", f"{h['relevance']:.2f}",
-                       clip(h["query"], 80))
+        fill_table(self.query_one("#mem-retrieved", DataTable),
+                   ((str(i), (str(h["step"]), h["purpose"], str(h["rank"] + 1), f"{h['score']:.3f}",
+                              f"{h['recency']:.2f}", f"{h['importance']:.2f}", f"{h['relevance']:.2f}",
+                              h["query"])) for i, h in enumerate(r.memory_retrievals(self.memory_id, until_step=step))))
         if self.evidence:
             self.query_one("#mem-evidence", DataTable).focus()
 

@@ -3,41 +3,46 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from village.replay import ReplayError
 
 HELP = """\
-[b]Village inspector[/b] — every key (the footer shows the common ones)
-
-[b]Views[/b]          1 town · 2 agent · 3 retrieval probe · 4 model calls · 5 interview
-[b]Agent tabs[/b]     i identity · m memories · p plans · c conversations · r reflections
-[b]Time[/b]           , . one step back / on · < > ten game minutes · g go to a step or time
-               f follow the newest step (a run still being written) · click the timeline
-[b]Agent[/b]          [ ] previous / next agent · Enter on the town table opens the agent
-[b]Lists[/b]          ↑ ↓ PgUp PgDn move · Enter opens (a record, a plan, a call) · Esc closes
-               Tab / Shift+Tab move between boxes
-[b]Memories[/b]       / search · t cycle type · s cycle sort (newest, importance, last access)
-[b]Calls[/b]          a all agents ↔ the selected one · t cycle purpose
-[b]Pop-ups[/b]        c the model call behind a record or plan · s a call's JSON schema
-[b]Probe[/b]          type a query, Enter: top-k with recency, importance, relevance, total
-[b]Interview[/b]      type a question, Enter: stored in the run's interviews table only
-               q or Ctrl+Q quits · ? this help (Esc closes)
+[b]Village inspector[/b] — keys (the footer shows the common ones)
+[b]Views[/b]    1 town  2 agent  3 probe  4 model calls  5 interview
+[b]Agent[/b]    i identity  m memories  p plans  c chats  r reflections
+         \\[ ] previous / next agent · Enter on a town row opens it
+[b]Time[/b]     , . one step back / on · < > ten game minutes
+         g go to a step or a game time · click the timeline
+         f follow the newest step of a run still being written
+[b]Lists[/b]    ↑ ↓ PgUp PgDn move · Enter opens a record, plan or call
+         Tab / Shift+Tab next / previous box · Esc closes a pop-up
+[b]Memories[/b] / search · t cycle type · s cycle sort (newest, importance,
+         last access) · Ev: ←n cites n records, →n cited by n
+[b]Calls[/b]    a all agents ↔ the selected one · t cycle purpose; flags:
+         C cached, R retried, I invalid, F fallback used, E error
+[b]Pop-ups[/b]  c the model call behind a record or plan · s a call's schema
+[b]Probe[/b]    query + Enter: the top k by the agent's own retrieval as of
+         the step: recency, importance, relevance (each 0–1), total
+[b]Ask[/b]      question + Enter: answered in character from the memories of
+         the step; stored in the interviews table (the only write)
+         q quits (in a pop-up: closes it) · ? this help
 """
 
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Static { width: 80; max-width: 100%; height: auto; max-height: 100%;
-                          border: round $accent; background: $panel; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 78; max-width: 100%; height: auto; max-height: 100%;
+                                  border: round $accent; background: $panel; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,question_mark,q", "dismiss(None)", "Close")]
 
     def compose(self) -> ComposeResult:
-        yield Static(HELP)
+        with VerticalScroll():
+            yield Static(HELP)
 
 
 class GotoScreen(ModalScreen[int | None]):

@@ -7,15 +7,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
 from village.inspector.fmt import clip, span
+from village.inspector.widgets.base import fill_table
 
 
 class PlanScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     PlanScreen { align: center middle; }
-    PlanScreen > Vertical { width: 96%; height: 94%; border: round $accent; background: $panel;
+    PlanScreen > Vertical { width: 96%; height: 1fr; margin: 1 0 0 0; border: round $accent; background: $panel;
                             padding: 0 1; }
     PlanScreen #plan-detail { height: auto; }
     PlanScreen #plan-hits-title { height: 1; margin-top: 1; text-style: bold; }
@@ -37,8 +38,12 @@ class PlanScreen(ModalScreen[None]):
             t = DataTable(cursor_type="row", id="plan-hits")
             t.add_columns("#", "Total", "Rec", "Imp", "Rel", "Kind", "Memory")
             yield t
+        yield Footer()
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self.load)  # after layout, so the table fits its width
+
+    def load(self) -> None:
         r = self.app.reader  # type: ignore[attr-defined]
         p = r.plan_entry(self.plan_id)
         detail = self.query_one("#plan-detail", Static)
@@ -75,10 +80,10 @@ class PlanScreen(ModalScreen[None]):
             title.update("Retrieved for it: no retrieval recorded")
             return
         title.update(f"Retrieved for it ({ret['purpose']}, step {ret['step']}): “{escape(clip(ret['query'], 60))}”")
-        for h in ret["hits"]:
-            table.add_row(str(h["rank"] + 1), f"{h['score']:.3f}", f"{h['recency']:.2f}",
-                          f"{h['importance']:.2f}", f"{h['relevance']:.2f}", h.get("kind") or "?",
-                          clip(h.get("description"), 200), key=str(h["memory_id"]))
+        fill_table(table, ((str(h["memory_id"]), (
+            str(h["rank"] + 1), f"{h['score']:.3f}", f"{h['recency']:.2f}", f"{h['importance']:.2f}",
+            f"{h['relevance']:.2f}", h.get("kind") or "?", h.get("description") or "?"))
+            for h in ret["hits"]))
         table.focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -1,9 +1,15 @@
 """What every inspector panel shares: it shows the app's selected step and agent."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from rich.cells import cell_len
+from rich.text import Text
+from textual import events
 from textual.widget import Widget
+from textual.widgets import DataTable
+
+from village.inspector.fmt import clip
 
 if TYPE_CHECKING:
     from village.inspector.app import InspectorApp
@@ -25,6 +31,13 @@ class View:
     def reload(self) -> None:  # pragma: no cover - every view overrides it
         raise NotImplementedError
 
+    def on_resize(self, event: events.Resize) -> None:
+        """Tables fit their width: reload when it changes (and the view is on screen)."""
+        if event.size.width != getattr(self, "_fitted_width", None):
+            self._fitted_width = event.size.width
+            self.stale = True
+            self.inspector.call_after_refresh(self.inspector.reload_shown)
+
     def shown(self) -> bool:
         """Whether the view is on the active tab(s)."""
         node: Any = self
@@ -33,3 +46,36 @@ class View:
                 return False
             node = node.parent
         return True
+
+
+def fill_table(table: DataTable, rows: Iterable[tuple[str, Sequence[Any]]], keep: int | None = None) -> None:
+    """Clear ``table`` and add ``(key, cells)`` rows, cutting the last cell of each row with …
+    so the table fits its width (no sideways scrolling; Enter opens the full text). Cells are
+    shown as plain text (never parsed as markup)."""
+    rows = list(rows)
+    table.clear()
+    pad = 2 * table.cell_padding
+    ncols = len(table.columns)
+    widths = [c.label.cell_len for c in table.columns.values()]
+    for _, cells in rows:
+        for i, c in enumerate(cells[:-1]):
+            w = c.cell_len if isinstance(c, Text) else cell_len(str(c))
+            if w > widths[i]:
+                widths[i] = w
+    avail = 200
+    if table.size.width:
+        scrollbar = 1 if len(rows) + 1 > table.size.height else 0
+        avail = table.size.width - sum(w + pad for w in widths[: ncols - 1]) - pad - scrollbar - 1
+        avail = max(16, avail)
+    for key, cells in rows:
+        last = cells[-1]
+        if isinstance(last, Text):
+            last = last.copy()
+            last.truncate(avail, overflow="ellipsis")
+        else:
+            last = clip(last, avail)
+        # Text, never str: DataTable reads a str as markup, and recorded text may hold "[...]"
+        table.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in (*cells[:-1], last)),
+                      key=key)
+    if rows and keep is not None:
+        table.move_cursor(row=max(0, min(keep, len(rows) - 1)), animate=False)

@@ -36,8 +36,8 @@ class CallsView(View, Vertical):
             yield Select([(p, p) for p in PURPOSES], prompt="all purposes", id="calls-purpose",
                          compact=True)
         totals = DataTable(cursor_type="none", id="calls-totals")
-        totals.add_columns("Purpose", "Calls", "Cached", "Prompt tok", "Compl. tok", "Avg ms",
-                           "Retries", "Invalid", "Fallback", "Errors")
+        totals.add_columns("Purpose", "Calls", "Cache", "Tok in", "Tok out", "ms", "Retry",
+                           "Inval", "Fallbk", "Err")
         yield totals
         yield Static(id="calls-status")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="calls-table")
@@ -45,9 +45,14 @@ class CallsView(View, Vertical):
         yield table
 
     def on_mount(self) -> None:
+        self.set_agents()
+
+    def set_agents(self) -> None:
+        """The agent filter's choices (again when a followed run gets its agents)."""
         r = self.inspector.reader
-        self.query_one("#calls-agent", Select).set_options(
-            [(a.name, a.id) for a in r.agents] + [("(no agent)", 0)])
+        with self.prevent(Select.Changed):
+            self.query_one("#calls-agent", Select).set_options(
+                [(a.name, a.id) for a in r.agents] + [("(no agent)", 0)])
 
     # ------------------------------------------------------------------ filters
     def filters(self) -> tuple[int | None, str | None]:
@@ -101,10 +106,10 @@ class CallsView(View, Vertical):
                           c["purpose"], str(c["prompt_tokens"] or 0), str(c["completion_tokens"] or 0),
                           f"{c['latency_ms'] or 0:.0f}", call_flags(c), key=str(c["id"]))
         who = r.agent(agent).name if agent else ("no agent" if agent == 0 else "all agents")
-        self.query_one("#calls-status", Static).update(
+        self.query_one("#calls-status", Static).update(Text(
             f"{who} · {purpose or 'all purposes'} · up to step {app.step} · "
             f"{'newest ' + str(LIMIT) if len(calls) == LIMIT else len(calls)} calls · "
-            "flags: C cached R retried I invalid F fallback E error · Enter opens")
+            "flags: C cached R retried I invalid F fallback E error · Enter opens"))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "calls-table" and event.row_key.value is not None:

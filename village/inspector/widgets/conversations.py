@@ -7,7 +7,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from village.inspector.fmt import clip, short_time
-from village.inspector.widgets.base import View
+from village.inspector.widgets.base import View, fill_table
 
 
 class ConversationView(View, Vertical):
@@ -16,12 +16,12 @@ class ConversationView(View, Vertical):
 
     DEFAULT_CSS = """
     ConversationView > DataTable { height: auto; max-height: 40%; }
-    ConversationView > #conv-transcript { height: 1fr; padding: 0 1; border-top: hkey $panel-lighten-2; }
+    ConversationView > #conv-transcript { height: 1fr; padding: 0 1; background: $panel; }
     """
 
     def compose(self) -> ComposeResult:
         table = DataTable(cursor_type="row", zebra_stripes=True, id="conv-table")
-        table.add_columns("Started", "With", "Place", "Lines", "Ended by")
+        table.add_columns("Started", "With", "Lines", "Ended by", "Place")
         yield table
         with VerticalScroll(id="conv-transcript"):
             yield Static(id="conv-text")
@@ -36,15 +36,16 @@ class ConversationView(View, Vertical):
             return
         aid = app.agent_id
         convs = [c for c in r.conversations(r.first_step, app.step) if aid in (c["agent_a"], c["agent_b"])]
-        for c in reversed(convs):
+        def cells(c):  # noqa: ANN001, ANN202
             other = c["b_name"] if c["agent_a"] == aid else c["a_name"]
             ongoing = c["step_end"] is None or c["step_end"] > app.step
-            table.add_row(short_time(r, c["time"]), other or "?", clip(c["place"], 26),
-                          str(c["utterances"] or 0), "(going on)" if ongoing else clip(c["ended_by"], 18),
-                          key=str(c["id"]))
+            return (short_time(r, c["time"]), other or "?", str(c["utterances"] or 0),
+                    "(going on)" if ongoing else clip(c["ended_by"], 18), c["place"] or "?")
+
+        fill_table(table, ((str(c["id"]), cells(c)) for c in reversed(convs)))
         if not convs:
             self.query_one("#conv-text", Static).update(
-                f"{app.agent.name if app.agent else '?'} has held no conversation by step {app.step}.")
+                f"{escape(app.agent.name if app.agent else '?')} has held no conversation by step {app.step}.")
         else:
             table.move_cursor(row=0, animate=False)
             self.show_transcript(convs[-1]["id"])

@@ -28,7 +28,7 @@ class IdentityView(View, VerticalScroll):
         a = app.agent
         text = self.query_one("#identity-text", Static)
         if a is None:
-            text.update("No agent selected: pick one in the town view (1) or with [ and ].")
+            text.update("No agent selected: pick one in the town view (1) or with \\[ and ].")
             return
         res = next((x for x in r.scenario.residents if x.name == a.name), None)
         lines = [f"[b]{escape(a.name)}[/b], {a.age}  ·  home: {escape(a.home or '-')}",

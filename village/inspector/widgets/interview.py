@@ -40,7 +40,7 @@ class InterviewView(View, Vertical):
         a = app.agent
         status = self.query_one("#ask-status", Static)
         if a is None:
-            status.update("Select an agent first ([ or ], or the town view).")
+            status.update("Select an agent first (\\[ or ], or the town view).")
             return
         status.update(f"Ask [b]{escape(a.name)}[/b] as of step {app.step} ({r.clock(app.step)}); model "
                       f"{escape(app.interview_spec)}. Stored in the run's interviews table only."

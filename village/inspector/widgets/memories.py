@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+from rich.markup import escape
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Select, Static
 
 from memory.stream import KINDS
-from village.inspector.fmt import clip, short_time
-from village.inspector.widgets.base import View
+from village.inspector.fmt import short_time
+from village.inspector.widgets.base import View, fill_table
 
 SORTS = (("newest", "created"), ("importance", "importance"), ("last access", "accessed"))
 MAX_ROWS = 2000
@@ -119,25 +121,22 @@ class MemoryView(View, Vertical):
         app = self.inspector
         rows, total = self.rows()
         table = self.query_one("#mem-table", DataTable)
-        keep = table.cursor_row
-        table.clear()
         r = app.reader
-        for m in rows[:MAX_ROWS]:
-            ev = ""
-            if m.evidence:
-                ev += f"←{len(m.evidence)}"
-            if self._cited.get(m.id):
-                ev += f"→{self._cited[m.id]}"
-            table.add_row(short_time(r, m.created), m.kind, str(m.importance),
-                          short_time(r, m.last_accessed) if m.last_accessed else "-",
-                          ev or "·", clip(m.description, 200), key=str(m.id))
-        if rows:
-            table.move_cursor(row=min(keep, len(rows[:MAX_ROWS]) - 1), animate=False)
-        who = app.agent.name if app.agent else "no agent selected"
+
+        def cells(m):  # noqa: ANN001, ANN202
+            ev = (f"←{len(m.evidence)}" if m.evidence else "") + (
+                f"→{self._cited[m.id]}" if self._cited.get(m.id) else "")
+            return (short_time(r, m.created), m.kind, "?" if m.importance is None else str(m.importance),
+                    short_time(r, m.last_accessed) if m.last_accessed else "-", ev or "·",
+                    m.description)
+
+        fill_table(table, ((str(m.id), cells(m)) for m in rows[:MAX_ROWS]), keep=table.cursor_row)
+        who = escape(app.agent.name) if app.agent else "no agent selected"
         shown = f"{len(rows)} of {total}" if len(rows) != total else f"{total}"
         more = f" (first {MAX_ROWS} shown)" if len(rows) > MAX_ROWS else ""
         self.query_one("#mem-status", Static).update(
-            f"{who}: {shown} records as of step {app.step}{more} · ←n cites n · →n cited by n · Enter opens")
+            f"{who}: {shown} records as of step {app.step}{more} · Ev: ←n cites n, →n cited by n ·"
+            " Imp ? = not rated yet · Enter opens")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from village.inspector.fmt import clip
-from village.inspector.widgets.base import View
+from village.inspector.widgets.base import View, fill_table
 
 PALETTE = ("#e06c75", "#61afef", "#98c379", "#e5c07b", "#c678dd", "#56b6c2", "#d19a66",
            "#abb2bf", "#ff79c6", "#8be9fd", "#50fa7b", "#ffb86c")
@@ -23,7 +23,7 @@ class AgentsTable(View, DataTable):
     Moving the cursor selects the agent; Enter opens it in the agent view."""
 
     DEFAULT_CSS = """
-    AgentsTable { height: auto; max-height: 1fr; }
+    AgentsTable { height: auto; max-height: 60%; }
     """
 
     def __init__(self, **kw):  # noqa: ANN003
@@ -33,9 +33,9 @@ class AgentsTable(View, DataTable):
     def on_mount(self) -> None:
         self.add_column("Name", key="name")
         self.add_column("x,y", key="pos")
+        self.add_column("With", key="with")
         self.add_column("Place", key="place")
         self.add_column("Action", key="action")
-        self.add_column("With", key="with")
 
     def reload(self) -> None:
         app = self.inspector
@@ -55,18 +55,11 @@ class AgentsTable(View, DataTable):
             if a.asleep:
                 action = f"{action} (asleep)" if a.action and a.action != "sleeping" else "asleep"
             rows[a.id] = (Text(a.name, style=f"bold {agent_colour(a.id)}"), f"{a.x},{a.y}",
-                          clip(a.place or "-", 26), clip(action, 30),
-                          partners.get(a.id, "-") if a.conversation_id else "-")
-        keys = {int(k.value) for k in self.rows}  # type: ignore[arg-type]
-        if keys != set(rows):
-            self.clear()
-            for aid, cells in rows.items():
-                self.add_row(*cells, key=str(aid))
-        else:
-            for aid, cells in rows.items():
-                for col, val in zip(("name", "pos", "place", "action", "with"), cells):
-                    self.update_cell(str(aid), col, val, update_width=True)
-        self.sync_cursor()
+                          partners.get(a.id, "-") if a.conversation_id else "-",
+                          clip(a.place or "-", 24), action)
+        with self.prevent(DataTable.RowHighlighted):
+            fill_table(self, ((str(aid), cells) for aid, cells in rows.items()))
+            self.sync_cursor()
 
     def sync_cursor(self) -> None:
         aid = self.inspector.agent_id
@@ -101,7 +94,7 @@ class SocialGraph(View, Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="social-title")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="social-table")
-        table.add_columns("Between", "and", "Relation", "Talks", "Weight", "Since")
+        table.add_columns("Between", "and", "Talks", "Weight", "Since", "Relation")
         yield table
 
     def reload(self) -> None:
@@ -117,13 +110,14 @@ class SocialGraph(View, Vertical):
             f"[b]Social graph[/b] at step {app.step}: {len(edges)} ties, density {density:.2f}, "
             f"{talks} conversations")
         table = self.query_one(DataTable)
-        table.clear()
         sel = app.agent_id
-        for e in edges:
+
+        def cells(e):  # noqa: ANN001, ANN202
             w = int(e["conversations"] or 0)
             mark = "bold" if sel in (e["a"], e["b"]) else ""
-            table.add_row(Text(e["a_name"] or "?", style=f"{mark} {agent_colour(e['a'])}"),
-                          Text(e["b_name"] or "?", style=f"{mark} {agent_colour(e['b'])}"),
-                          clip(e["relation"] or e["kind"], 28), str(w),
-                          Text("■" * min(w, 10) if w else "·", style="#f0aa3c"),
-                          app.short_time_of_step(e["since"]))
+            return (Text(e["a_name"] or "?", style=f"{mark} {agent_colour(e['a'])}"),
+                    Text(e["b_name"] or "?", style=f"{mark} {agent_colour(e['b'])}"), str(w),
+                    Text("■" * min(w, 10) if w else "·", style="#f0aa3c"),
+                    app.short_time_of_step(e["since"]), e["relation"] or e["kind"])
+
+        fill_table(table, ((f"{e['a']}-{e['b']}", cells(e)) for e in edges))

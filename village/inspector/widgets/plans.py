@@ -3,13 +3,14 @@ under the hour in force, the actions; Enter opens an entry with the model call a
 memories retrieved behind it."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from village.inspector.fmt import clip, span
-from village.inspector.widgets.base import View
+from village.inspector.widgets.base import View, fill_table
 
 
 class PlanView(View, Vertical):
@@ -23,7 +24,7 @@ class PlanView(View, Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="plan-now")
         table = DataTable(cursor_type="row", id="plan-table")
-        table.add_columns(" ", "When", "Level", "Plan", "Place", "Made")
+        table.add_columns(" ", "When", "Level", "Made", "Place", "Plan")
         yield table
 
     def reload(self) -> None:
@@ -32,6 +33,7 @@ class PlanView(View, Vertical):
         table = self.query_one("#plan-table", DataTable)
         now_text = self.query_one("#plan-now", Static)
         table.clear()
+        out: list[tuple[str, tuple]] = []
         if app.agent_id is None or r.last_step < r.first_step:
             now_text.update("No agent selected.")
             return
@@ -40,13 +42,13 @@ class PlanView(View, Vertical):
         st = r.state(step).agent(aid)
         cur_h = plans.hour["id"] if plans.hour else None
         cur_a = plans.action["id"] if plans.action else None
-        lines = [f"[b]Now[/b] ({r.clock(step)}): {st.action or '-'}"
-                 f" at {st.action_place or st.place or '-'}"]
+        lines = [f"[b]Now[/b] ({r.clock(step)}): {escape(st.action or '-')}"
+                 f" at {escape(st.action_place or st.place or '-')}"]
         if plans.action:
             lines[0] += f" · action {span(r, plans.action['start'], plans.action['end'])}"
         if plans.hour:
             lines.append(f"[b]Hour[/b] {span(r, plans.hour['start'], plans.hour['end'])}: "
-                         f"{clip(plans.hour['description'], 60)} at {plans.hour['place']}")
+                         f"{escape(clip(plans.hour['description'], 60))} at {escape(plans.hour['place'] or '?')}")
         now_text.update("\n".join(lines))
 
         hours = _latest_per_start(r.plan_entries(aid, step, level="hour"))
@@ -55,11 +57,11 @@ class PlanView(View, Vertical):
 
         def add(p: dict, depth: int, current: bool) -> None:
             mark = Text("▶", style="bold green") if current else Text(" ")
-            indent = "  " * depth
+            indent = "\u00a0\u00a0" * depth  # (plain spaces at the start of a cell are dropped)
             style = "bold" if current else ("dim" if p["end"] and p["end"] <= now_iso else "")
-            table.add_row(mark, indent + span(r, p["start"], p["end"]),
-                          Text(p["level"], style=style), Text(clip(p["description"], 48), style=style),
-                          clip(p["place"], 28), str(p["step"]), key=str(p["id"]))
+            out.append((str(p["id"]), (mark, indent + span(r, p["start"], p["end"]),
+                                       Text(p["level"], style=style), str(p["step"]),
+                                       clip(p["place"], 26), Text(p["description"] or "", style=style))))
 
         for d in plans.day:
             in_day = d["start"] <= now_iso < d["end"]
@@ -75,9 +77,8 @@ class PlanView(View, Vertical):
         if not plans.day:
             for a in _latest_per_start(actions):
                 add(a, 0, a["id"] == cur_a)
-        if table.row_count:
-            target = next((i for i, k in enumerate(table.rows) if k.value == str(cur_a)), 0)
-            table.move_cursor(row=target, animate=False)
+        target = next((i for i, (k, _) in enumerate(out) if k == str(cur_a)), 0)
+        fill_table(table, out, keep=target)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:

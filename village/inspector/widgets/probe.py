@@ -2,6 +2,7 @@
 scored by the agent's own code, with the three components and the total."""
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -9,7 +10,7 @@ from textual.widgets import DataTable, Input, Static
 
 from village.inspector.fmt import clip, short_time
 from village.inspector.probe import ProbeResult
-from village.inspector.widgets.base import View
+from village.inspector.widgets.base import View, fill_table
 
 
 class ProbeView(View, Vertical):
@@ -21,7 +22,7 @@ class ProbeView(View, Vertical):
     ProbeView > #probe-controls { height: 1; }
     ProbeView > #probe-controls > #probe-query { width: 1fr; }
     ProbeView > #probe-controls > #probe-k { width: 8; }
-    ProbeView > #probe-status { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
+    ProbeView > .probe-line { height: 1; padding: 0 1; color: $text-muted; }
     ProbeView > DataTable { height: 1fr; }
     """
 
@@ -35,7 +36,8 @@ class ProbeView(View, Vertical):
             yield Input(placeholder="query, e.g. Valentine's Day party — Enter to probe",
                         id="probe-query", compact=True)
             yield Input("10", restrict=r"\d{0,3}", id="probe-k", compact=True, tooltip="k")
-        yield Static(id="probe-status")
+        yield Static(id="probe-status", classes="probe-line")
+        yield Static(id="probe-result", classes="probe-line")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="probe-table")
         table.add_column("#", key="rank")
         table.add_column("Total", key="total")
@@ -48,7 +50,7 @@ class ProbeView(View, Vertical):
         yield table
 
     def on_mount(self) -> None:
-        self._status()
+        self._status("Type a query and press Enter: the agent's own retrieval, as of the step.")
 
     def _k(self) -> int:
         try:
@@ -56,21 +58,22 @@ class ProbeView(View, Vertical):
         except ValueError:
             return 10
 
-    def _status(self, extra: str = "") -> None:
+    def _status(self, extra: str | None = None) -> None:
         app = self.inspector
         w = app.probe.weights
-        who = app.agent.name if app.agent else "no agent selected"
+        who = escape(app.agent.name) if app.agent else "no agent selected"
         self.query_one("#probe-status", Static).update(
-            f"{who} as of step {app.step} · weights recency {w.recency:g}, importance "
-            f"{w.importance:g}, relevance {w.relevance:g} · embedder {app.reader.run.get('embedder')}"
-            + (f"\n{extra}" if extra else ""))
+            f"[b]{who}[/b] as of step {app.step} · weights: recency {w.recency:g}, importance "
+            f"{w.importance:g}, relevance {w.relevance:g} · {escape(str(app.reader.run.get('embedder')))}")
+        if extra is not None:
+            self.query_one("#probe-result", Static).update(extra)
 
     def reload(self) -> None:
         query = self.query_one("#probe-query", Input).value.strip()
         if query and self.inspector.agent_id is not None:
             self.probe(query)
         else:
-            self._status()
+            self._status("Type a query and press Enter: the agent's own retrieval, as of the step.")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         query = self.query_one("#probe-query", Input).value.strip()
@@ -97,18 +100,17 @@ class ProbeView(View, Vertical):
 
     def _failed(self, message: str) -> None:
         self.error = message
-        self._status(f"[red]probe failed:[/red] {message}")
+        self._status(f"[red]probe failed:[/red] {escape(message)}")
 
     def show(self, res: ProbeResult) -> None:
         self.result, self.error = res, None
         r = self.inspector.reader
         table = self.query_one("#probe-table", DataTable)
-        table.clear()
-        for i, h in enumerate(res.hits, start=1):
-            table.add_row(str(i), f"{h.score:.3f}", f"{h.recency:.3f}", f"{h.importance:.3f}",
-                          f"{h.relevance:.3f}", h.record.kind, short_time(r, h.record.created),
-                          clip(h.record.description, 200), key=str(h.record.id))
-        self._status(f"“{clip(res.query, 40)}”: top {len(res.hits)} of {res.memories} records "
+        fill_table(table, ((str(h.record.id), (
+            str(i), f"{h.score:.3f}", f"{h.recency:.3f}", f"{h.importance:.3f}", f"{h.relevance:.3f}",
+            h.record.kind, short_time(r, h.record.created), h.record.description))
+            for i, h in enumerate(res.hits, start=1)), keep=0)
+        self._status(f"“{escape(clip(res.query, 40))}”: top {len(res.hits)} of {res.memories} records "
                      f"at {r.clock(res.step)} · Enter opens a record")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from village.inspector.fmt import clip, short_time
-from village.inspector.widgets.base import View
+from village.inspector.fmt import short_time
+from village.inspector.widgets.base import View, fill_table
 
 
 class ReflectionView(View, Vertical):
@@ -15,7 +15,7 @@ class ReflectionView(View, Vertical):
 
     DEFAULT_CSS = """
     ReflectionView > DataTable { height: 1fr; }
-    ReflectionView > #refl-evidence { height: 1fr; padding: 0 1; border-top: hkey $panel-lighten-2; }
+    ReflectionView > #refl-evidence { height: 1fr; padding: 0 1; background: $panel; }
     """
 
     def compose(self) -> ComposeResult:
@@ -29,6 +29,7 @@ class ReflectionView(View, Vertical):
         app = self.inspector
         r = app.reader
         table = self.query_one("#refl-table", DataTable)
+        keep = table.cursor_row
         table.clear()
         text = self.query_one("#refl-text", Static)
         if app.agent_id is None or r.last_step < r.first_step:
@@ -37,14 +38,12 @@ class ReflectionView(View, Vertical):
         rows = [m for m in app.memory_rows(app.agent_id, app.step) if m.kind == "reflection"]
         rows.sort(key=lambda m: (m.created, m.id), reverse=True)
         self._by_id = {m.id: m for m in app.memory_rows(app.agent_id, app.step)}
-        for m in rows:
-            table.add_row(short_time(r, m.created), str(m.importance), str(len(m.evidence)),
-                          clip(m.description, 200), key=str(m.id))
+        fill_table(table, ((str(m.id), (short_time(r, m.created), str(m.importance or "?"),
+                                         str(len(m.evidence)), m.description)) for m in rows), keep=keep)
         if rows:
-            table.move_cursor(row=0, animate=False)
-            self.show_evidence(rows[0].id)
+            self.show_evidence(rows[min(max(keep, 0), len(rows) - 1)].id)
         else:
-            text.update(f"{app.agent.name if app.agent else '?'} has not reflected by step {app.step}.")
+            text.update(f"{escape(app.agent.name if app.agent else '?')} has not reflected by step {app.step}.")
 
     def show_evidence(self, memory_id: int) -> None:
         m = self._by_id.get(memory_id)
