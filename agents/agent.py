@@ -282,7 +282,8 @@ class GenerativeAgent(mesa.Agent):
     # -- checkpoints (village/checkpoint.py) -------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
         """What `restore_state` needs that the recorded tables do not hold, as JSON-able
-        parts; each part is stored only when it changed. Subclasses add keys (parts).
+        parts; each part is stored only when it changed. Subclasses add keys (parts) —
+        fresh values (copies), never live objects, or a change would go unnoticed.
 
         Not here because the tables hold it: the memory stream (`memories`), the position
         (`agent_states`), the conversation (`conversations`). The path is not stored

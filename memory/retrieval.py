@@ -194,8 +194,10 @@ def bounded_top_k(
 
     # exact extremes of relevance: the arg-max lies where approx >= max(approx) - 2 eps
     hi_ap, lo_ap = float(r.max()), float(r.min())
-    r_max = float(exact_rel(np.flatnonzero(r >= hi_ap - 2 * eps)).max())
-    r_min = float(exact_rel(np.flatnonzero(r <= lo_ap + 2 * eps)).min())
+    near_hi = np.flatnonzero(r >= hi_ap - 2 * eps)
+    near_lo = np.flatnonzero(r <= lo_ap + 2 * eps)
+    ext_rel = exact_rel(np.concatenate((near_hi, near_lo)))
+    r_max, r_min = float(ext_rel[: near_hi.size].max()), float(ext_rel[near_hi.size:].min())
     # exact extremes of recency (decay ** hours is monotone in hours) and importance
     a_lo, a_hi = static.acc_range or (float(acc.min()), float(acc.max()))
     imp_lo, imp_hi = static.imp_range or (float(imp.min()), float(imp.max()))
@@ -382,7 +384,7 @@ class Int8Blocks:
         if not self.blocks:
             return np.empty((len(q), 0), np.float32), np.zeros(len(q))
         x = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
-        lin = torch.ops.quantized.linear_dynamic
+        lin = torch.ops.quantized.linear_dynamic.default  # skips overload resolution
         threads = torch.get_num_threads()
         if threads != 1:  # memory-bound: one core is as fast, and on a busy machine far
             torch.set_num_threads(1)  # more predictable than a thread pool that must wait

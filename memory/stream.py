@@ -144,6 +144,14 @@ class _Arrays:
             setattr(self, name, new)
 
 
+def _f32_scan(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """rows @ q.T in float32 without BLAS (einsum: one thread; OpenBLAS would start a
+    thread pool for a matrix this size and, on a busy machine, wait for it)."""
+    if q.shape[0] == 1:
+        return np.einsum("ij,j->i", rows, q[0])[None, :]
+    return np.einsum("ij,qj->qi", rows, q)
+
+
 class MemoryStream:
     """All memories of one agent, with vectorised retrieval by the paper's score."""
 
@@ -383,12 +391,11 @@ class MemoryStream:
             idx = self._index = Int8Blocks(self.dim)
             idx.build(emb, n)
         if idx is None:
-            return np.einsum("ij,qj->qi", emb[:n], q), np.full(q.shape[0], F32_EPS)
+            return _f32_scan(emb[:n], q), np.full(q.shape[0], F32_EPS)
         idx.extend(emb, n)
         approx, eps = idx.scan(q)
         if idx.end < n:
-            tail = np.einsum("ij,qj->qi", emb[idx.end:n], q)
-            approx = np.concatenate((approx, tail), axis=1)
+            approx = np.concatenate((approx, _f32_scan(emb[idx.end:n], q)), axis=1)
         return approx, np.maximum(eps, F32_EPS)
 
     @property

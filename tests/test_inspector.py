@@ -216,7 +216,7 @@ def test_retrieval_probe_matches_the_memory_stream(run_db):
     async def go():
         app = app_for(run_db, start=step, agent=agent)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("3")
+            await pilot.press("3", "slash")
             await settle(pilot, app)
             assert app.focused.id == "probe-query"
             await pilot.press(*query)
@@ -446,7 +446,7 @@ def test_interview_from_the_tui_is_recorded_and_changes_nothing_else(db_copy):
     async def go():
         app = app_for(db_copy, start=100, agent=2)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("5")
+            await pilot.press("5", "slash")
             await settle(pilot, app)
             await pilot.press(*"Are you going to the party?", "enter")
             await settle(pilot, app)
@@ -516,7 +516,7 @@ SCREENS = (
     ("plans", ("p",)),
     ("conversations", ("c",)),
     ("reflection", ("r", "enter")),
-    ("probe", ("escape", "3", *"party at the cafe", "enter")),
+    ("probe", ("escape", "3", "slash", *"party at the cafe", "enter")),
     ("calls", ("4",)),
     ("call", ("enter",)),
     ("help", ("escape", "question_mark")),

@@ -256,3 +256,24 @@ def test_read_only_connections_cannot_write(tmp_path: Path) -> None:
         conn.execute("DELETE FROM events")
     assert conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 3
     conn.close()
+
+
+def test_resume_keeps_seed_ablations_and_knobs(tmp_path: Path) -> None:
+    from village.config import SimConfig
+
+    def o(out: Path) -> RunOptions:
+        return opts(out, seed=7, config=SimConfig(ablate=frozenset({"reflection"}),
+                                                   cooldown_minutes=5, k_react=3))
+
+    simulate.run(simulate.build("demo", o(tmp_path / "whole.db")), 250)
+    model = simulate.build("demo", o(tmp_path / "cut.db"))
+    model.recorder.update_run(target_steps=250)
+    for _ in range(111):
+        model.step()
+    model.recorder.close()
+    model.close()
+    model, n = simulate.resume(tmp_path / "cut.db")
+    assert model.seed_value == 7 and model.config.ablate == {"reflection"}
+    assert (model.config.cooldown_minutes, model.config.k_react) == (5, 3)
+    simulate.run(model, n)
+    assert_same_recording(tmp_path / "whole.db", tmp_path / "cut.db")

@@ -25,16 +25,25 @@ from typing import Any
 from agents.plan import Activity
 
 
+def _iso(v: Any) -> str:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    raise TypeError(f"cannot checkpoint a {type(v).__name__}")
+
+
 def dumps(value: Any) -> str:
-    """Canonical JSON: equal states give equal strings (so unchanged parts are skipped)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON: equal states give equal strings (so unchanged parts are skipped).
+    Datetimes and dates become ISO strings (states keep them as objects: comparing those
+    is cheaper than formatting them every step)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_iso)
 
 
 # --------------------------------------------------------------------------- values
 def activity(a: Activity | None) -> list | None:
     if a is None:
         return None
-    return [a.start.isoformat(), a.end.isoformat(), a.description, a.place, a.level, a.plan_id]
+    return [a.start, a.end, a.description, a.place, a.level, a.plan_id]
 
 
 def to_activity(v: list | None) -> Activity | None:
@@ -45,8 +54,9 @@ def to_activity(v: list | None) -> Activity | None:
                     place, level, plan_id)
 
 
-def dt(t: datetime | date | None) -> str | None:
-    return None if t is None else t.isoformat()
+def dt(t: datetime | date | None) -> datetime | date | None:
+    """As stored in a state (an ISO string once encoded; see `dumps`)."""
+    return t
 
 
 def to_dt(v: str | None) -> datetime | None:

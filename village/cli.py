@@ -121,6 +121,9 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         fail(str(exc), code=1)
     except (ScenarioError, FileExistsError, ValueError, ModelError) as exc:
         fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # an --out that cannot be written
+        fail(f"{out or 'replays/'}: cannot write the run database "
+             f"({' '.join(str(getattr(exc, 'strerror', None) or exc).split())})")
     n = model.steps_for(hours=hours if hours is not None or steps is not None else 5.0, steps=steps)
     path = model.recorder.path
     if not quiet:
@@ -236,6 +239,8 @@ def resume(run_db: Path, steps: int | None, hours: float | None, llm_spec: str |
         fail(str(exc), code=1)
     except (RunDBError, RunLockedError, ScenarioError, ValueError, ModelError) as exc:
         fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"{run_db}: cannot write the run database ({' '.join(str(exc).split())})")
     if not quiet:
         console.print(f"Resuming [bold]{run_db}[/bold] at step {model.steps} "
                       f"({model.now:%a %H:%M:%S}): {n} more steps, model {model.llm.name}")
@@ -285,6 +290,8 @@ def fork(run_db: Path, at: int, out: Path, whispers: tuple[str, ...], sets: tupl
         fail(str(exc), code=1)
     except (ForkError, RunDBError, RunLockedError, ScenarioError, ValueError, ModelError) as exc:
         fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"{out}: cannot write the run database ({' '.join(str(exc).split())})")
     if not quiet:
         console.print(f"Forked [bold]{run_db}[/bold] after step {model.steps} "
                       f"({model.now:%a %H:%M:%S}) into [bold]{out}[/bold]: {n} more steps"

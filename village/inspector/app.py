@@ -242,7 +242,7 @@ class InspectorApp(App[None]):
 
     FOCUS = {"town": "#agents", "identity": "#identity-view", "memories": "#mem-table",
              "plans": "#plan-table", "chats": "#conv-table", "reflections": "#refl-table",
-             "probe": "#probe-query", "calls": "#calls-table", "interview": "#ask-input"}
+             "probe": "#probe-table", "calls": "#calls-table", "interview": "#ask-log"}
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.call_after_refresh(self.reload_shown)

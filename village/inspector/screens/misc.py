@@ -18,15 +18,16 @@ HELP = """\
          g go to a step or a game time · click the timeline
          f follow the newest step of a run still being written
 [b]Lists[/b]    ↑ ↓ PgUp PgDn move · Enter opens a record, plan or call
-         Tab / Shift+Tab next / previous box · Esc closes a pop-up
+         Tab / Shift+Tab next / previous box · Esc leaves a text box
+         or closes a pop-up
 [b]Memories[/b] / search · t cycle type · s cycle sort (newest, importance,
          last access) · Ev: ←n cites n records, →n cited by n
 [b]Calls[/b]    a all agents ↔ the selected one · t cycle purpose; flags:
          C cached, R retried, I invalid, F fallback used, E error
 [b]Pop-ups[/b]  c the model call behind a record or plan · s a call's schema
-[b]Probe[/b]    query + Enter: the top k by the agent's own retrieval as of
+[b]Probe[/b]    / query Enter: the top k by the agent's own retrieval as of
          the step: recency, importance, relevance (each 0–1), total
-[b]Ask[/b]      question + Enter: answered in character from the memories of
+[b]Ask[/b]      / question Enter: answered in character from the memories of
          the step; stored in the interviews table (the only write)
          q quits (in a pop-up: closes it) · ? this help
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
@@ -22,6 +23,9 @@ class InterviewView(View, Vertical):
     InterviewView > #ask-input { dock: bottom; }
     """
 
+    BINDINGS = [Binding("slash", "edit", "Ask"),
+                Binding("escape", "leave", "Leave box", show=False)]
+
     def __init__(self, **kw):  # noqa: ANN003
         super().__init__(**kw)
         self.busy = False
@@ -32,7 +36,14 @@ class InterviewView(View, Vertical):
         yield Static(id="ask-status")
         with VerticalScroll(id="ask-log"):
             yield Static(id="ask-text")
-        yield Input(placeholder="ask the selected agent… (Enter)", id="ask-input", compact=True)
+        yield Input(placeholder="/ then ask the selected agent a question, Enter", id="ask-input",
+                    compact=True)
+
+    def action_edit(self) -> None:
+        self.query_one("#ask-input", Input).focus()
+
+    def action_leave(self) -> None:
+        self.query_one("#ask-log", VerticalScroll).focus()
 
     def reload(self) -> None:
         app = self.inspector

@@ -32,6 +32,7 @@ class MemoryView(View, Vertical):
     """
     BINDINGS = [
         Binding("slash", "search", "Search"),
+        Binding("escape", "leave", "Leave box", show=False),
         Binding("t", "cycle_kind", "Type"),
         Binding("s", "cycle_sort", "Sort"),
     ]
@@ -58,6 +59,9 @@ class MemoryView(View, Vertical):
     # ------------------------------------------------------------------ filters
     def action_search(self) -> None:
         self.query_one("#mem-search", Input).focus()
+
+    def action_leave(self) -> None:
+        self.query_one("#mem-table", DataTable).focus()
 
     def action_cycle_kind(self) -> None:
         sel = self.query_one("#mem-kind", Select)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
@@ -26,6 +27,9 @@ class ProbeView(View, Vertical):
     ProbeView > DataTable { height: 1fr; }
     """
 
+    BINDINGS = [Binding("slash", "edit", "Query"),
+                Binding("escape", "leave", "Leave box", show=False)]
+
     def __init__(self, **kw):  # noqa: ANN003
         super().__init__(**kw)
         self.result: ProbeResult | None = None
@@ -33,7 +37,7 @@ class ProbeView(View, Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="probe-controls"):
-            yield Input(placeholder="query, e.g. Valentine's Day party — Enter to probe",
+            yield Input(placeholder="/ a query, e.g. Valentine's Day party — Enter probes",
                         id="probe-query", compact=True)
             yield Input("10", restrict=r"\d{0,3}", id="probe-k", compact=True, tooltip="k")
         yield Static(id="probe-status", classes="probe-line")
@@ -49,8 +53,14 @@ class ProbeView(View, Vertical):
         table.add_column("Description", key="desc")
         yield table
 
+    def action_edit(self) -> None:
+        self.query_one("#probe-query", Input).focus()
+
+    def action_leave(self) -> None:
+        self.query_one("#probe-table", DataTable).focus()
+
     def on_mount(self) -> None:
-        self._status("Type a query and press Enter: the agent's own retrieval, as of the step.")
+        self._status("/ then a query and Enter: the agent's own retrieval, as of the step.")
 
     def _k(self) -> int:
         try:
@@ -73,7 +83,7 @@ class ProbeView(View, Vertical):
         if query and self.inspector.agent_id is not None:
             self.probe(query)
         else:
-            self._status("Type a query and press Enter: the agent's own retrieval, as of the step.")
+            self._status("/ then a query and Enter: the agent's own retrieval, as of the step.")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         query = self.query_one("#probe-query", Input).value.strip()
@@ -103,6 +113,9 @@ class ProbeView(View, Vertical):
         self._status(f"[red]probe failed:[/red] {escape(message)}")
 
     def show(self, res: ProbeResult) -> None:
+        app = self.inspector
+        if (res.agent_id, res.step) != (app.agent_id, app.step):
+            return  # a probe overtaken by a move of the step or agent (its re-run follows)
         self.result, self.error = res, None
         r = self.inspector.reader
         table = self.query_one("#probe-table", DataTable)
