@@ -102,7 +102,7 @@ def _chatty(end_after: int = 3):
 
     def utter(req):
         counter["n"] += 1
-        return {"utterance": f"line {counter['n']}", "end": counter["n"] % end_after == 0}
+        return {"utterance": f"this is line {counter['n']}", "end": counter["n"] % end_after == 0}
 
     return by_purpose({"react": lambda r: {"decision": "talk", "reason": "friends"},
                        "converse": lambda r: (utter(r) if "utterance" in r.schema["properties"]

@@ -185,7 +185,7 @@ def test_bad_files(tmp_path: Path, run_db: Path) -> None:
     assert "not an SQLite database" in _one_line_error(text)
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
-    assert "not an SQLite database" in _one_line_error(empty)
+    assert "the file is empty" in _one_line_error(empty)
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as c:
         c.execute("CREATE TABLE songs (title TEXT)")

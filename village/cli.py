@@ -601,5 +601,38 @@ def import_smallville(directory: Path, out: Path, base: str, history: Path | Non
         for line in res.changed:
             c.print(f"  - {line}", highlight=False, soft_wrap=True)
 
+
+@main.command()
+@click.option("--quick", is_flag=True, help="The short suite (about 5 minutes on 2 cores).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures, targets and ratios to this JSON file.")
+@click.option("--only", "only", multiple=True,
+              type=click.Choice(["retrieval", "engine", "recording", "economy", "cache"]),
+              help="Run only these sections (repeatable; default all).")
+@click.option("--economy-db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Take the model-economy figures from this recorded run (bundled model) "
+                   "instead of running one.")
+def bench(quick: bool, json_out: Path | None, only: tuple[str, ...], economy_db: Path | None) -> None:
+    """Measure retrieval, the engine, recording, model economy and the cache against
+    their targets, each with a baseline measured in the same process (BENCHMARKS.md).
+
+    \b
+    Example:
+        village bench --quick --json bench.json
+    """
+    from village.bench.suite import SECTIONS, print_table, run_suite, to_json
+
+    if economy_db is not None and not economy_db.is_file():
+        fail(f"{economy_db}: no such run database")
+    if json_out is not None and not json_out.parent.is_dir():
+        fail(f"{json_out}: folder {json_out.parent} does not exist")
+    result = run_suite(quick, sections=only or SECTIONS, econ_db=economy_db,
+                       log=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False))
+    print_table(result, Console(width=max(Console().width, 160)))
+    if json_out is not None:
+        json_out.write_text(to_json(result), encoding="utf-8")
+        click.echo(f"wrote {json_out}")
+
+
 if __name__ == "__main__":
     main()

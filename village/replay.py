@@ -206,32 +206,13 @@ class ReplayReader:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.exists():
-            raise ReplayError(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise ReplayError(f"{self.path}: is a directory, not a run database")
         self._lock = threading.RLock()
-        try:
-            with self.path.open("rb") as fh:
-                head = fh.read(100)
-        except OSError as exc:
-            raise ReplayError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
-        if not head.startswith(b"SQLite format 3\x00"):
-            raise ReplayError(f"{self.path}: not a Village run (not an SQLite database)")
-        if len(head) == 100:  # the header's page count (when valid) says how long the file must be
-            page = int.from_bytes(head[16:18], "big")
-            page = 65536 if page == 1 else page
-            pages = int.from_bytes(head[28:32], "big")
-            valid = head[24:28] == head[92:96]
-            size = self.path.stat().st_size
-            if valid and pages and size < pages * page:
-                raise ReplayError(f"{self.path}: truncated database ({size} bytes; its header says "
-                                  f"{pages * page})")
-        try:
-            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                         check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise ReplayError(f"{self.path}: cannot open ({_one_line(exc)})") from None
+        from village.dbcheck import RunDBError, open_run_ro
+
+        try:  # one validation for every reader of runs (header, schema version, tables)
+            self._conn = open_run_ro(self.path)
+        except RunDBError as exc:
+            raise ReplayError(str(exc)) from None
         self._conn.row_factory = sqlite3.Row
         try:
             self._load()

@@ -25,9 +25,10 @@ class Summary:
 
 
 def connect_ro(path: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    return conn
+    """A validated read-only connection (one-line RunDBError for anything not a run)."""
+    from village.dbcheck import open_run_ro
+
+    return open_run_ro(path)
 
 
 def summarize(path: str | Path) -> Summary:
