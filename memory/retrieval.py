@@ -3,6 +3,12 @@
 score = a_rec * recency + a_imp * importance + a_rel * relevance, each component min-max
 scaled to [0, 1] over the candidate set. Kept free of any record type so it can be tested
 against hand-computed numbers and reused by anything that has three arrays.
+
+`exact_top_k` is the definition (every record scored exactly). `bounded_top_k` gives the
+same answer, bit for bit, from a cheap approximation of relevance with a known error bound
+(`Int8Blocks`: int8 rows scanned by torch's fbgemm kernel, a quarter of float32's memory
+traffic), re-scoring exactly only a shortlist that provably holds the top-k; that is how
+`MemoryStream.retrieve` answers (BENCHMARKS.md: retrieval).
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ def village(*args: str) -> subprocess.Popen:
 
 
 def run_args(out: Path, cache: Path | None) -> list[str]:
-    # scripted:15 = a model that takes 15 ms per call, so kills also land mid-call
-    return ["run", "demo", "--steps", str(STEPS), "--llm", "scripted:15", "--embedder", "hash",
+    # scripted:60 = a model that takes 60 ms per call, so kills also land mid-call
+    return ["run", "demo", "--steps", str(STEPS), "--llm", "scripted:60", "--embedder", "hash",
             "--quiet", "--out", str(out),
             *(["--cache-path", str(cache)] if cache else ["--no-cache"])]
 
@@ -82,7 +82,10 @@ def test_sigkill_at_random_steps_then_resume_is_identical_with_the_cache(tmp_pat
     cut = [tmp_path / f"cut{i}.db" for i in range(len(kills))]
     whole = tmp_path / "whole.db"
     uninterrupted = village(*run_args(whole, cache))
-    procs = [village(*run_args(db, cache)) for db in cut]  # concurrently, sharing the cache
+    # Each killed run has its own cache: answers from a cache another run filled would be
+    # instant, and a run could finish before the kill lands on a busy machine.
+    caches = [tmp_path / f"cache{i}" / "responses.db" for i in range(len(cut))]
+    procs = [village(*run_args(db, c)) for db, c in zip(cut, caches)]
     for proc, db, step in zip(procs, cut, kills):
         kill_at(proc, db, step, rng)
     for db, step in zip(cut, kills):

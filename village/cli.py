@@ -634,5 +634,60 @@ def bench(quick: bool, json_out: Path | None, only: tuple[str, ...], economy_db:
         click.echo(f"wrote {json_out}")
 
 
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--address", default=None, metavar="ADDR",
+              help="An existing Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray instance.")
+@click.option("--parallel", type=int, default=None, metavar="N",
+              help="Runs at once on the local instance or pool (default 2).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: the file's 'out', else replays/sweeps/NAME).")
+@click.option("--executor", type=click.Choice(["ray", "pool", "serial"]), default=None,
+              help="Where runs execute (default: ray if installed, else a local process pool).")
+def sweep(sweep_file: Path, address: str | None, parallel: int | None, out: Path | None,
+          executor: str | None) -> None:
+    """Run a grid of scenarios x seeds x ablations x models in parallel (Ray), each run to
+    its own database, and compare them in one table (compare.md, compare.csv, runs.csv).
+
+    \b
+    Example:
+        village sweep examples/sweep.toml --parallel 2
+    """
+    from village.sweep import SweepError, load_sweep, run_sweep
+
+    try:
+        sw = load_sweep(sweep_file, out=out)
+    except SweepError as exc:
+        fail(str(exc))
+    console.print(f"sweep {sw.name}: {len(sw.runs)} runs -> {sw.out}", highlight=False)
+
+    def progress(i: int, n: int, o) -> None:  # noqa: ANN001
+        colour = {"finished": "green", "skipped": "dim", "failed": "red"}[o.status]
+        extra = f" after {o.attempts} attempts: {o.error}" if o.status == "failed" else ""
+        console.print(f"[{i}/{n}] [{colour}]{o.status}[/{colour}] {o.label} "
+                      f"({o.wall_s:.1f} s, {o.calls} calls){extra}", highlight=False, soft_wrap=True)
+
+    try:
+        res = run_sweep(sw, executor=executor, address=address, parallel=parallel,
+                        progress=progress)
+    except SweepError as exc:
+        fail(str(exc))
+    if res.rows:
+        from rich.table import Table
+
+        t = Table(show_lines=False)
+        for h in res.headers:
+            t.add_column(h, overflow="fold")
+        for r in res.rows:
+            t.add_row(*r)
+        Console(width=max(Console().width, 160)).print(t)
+        click.echo(f"{res.out / 'compare.md'}\n{res.out / 'compare.csv'}")
+    click.echo(f"{res.out / 'runs.csv'}")
+    click.echo(f"{len(res.finished)} of {len(res.outcomes)} runs finished in {res.wall_s:.1f} s"
+               + (f"; failed: {', '.join(o.label for o in res.failed)}" if res.failed else ""))
+    if res.failed:
+        sys.exit(1)
+
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from agents.llm.wrappers import (
 )
 
 SPEC_FORMS = ("local | gguf:PATH | scripted | scripted:LATENCY_MS | "
-              "openai:BASE_URL#model=NAME[&...] | llm:MODEL_ID")
+              "openai:BASE_URL[|BASE_URL...]#model=NAME[&...] | llm:MODEL_ID")
 
 # How many calls may be in flight at once, per backend kind (--llm-concurrency overrides).
 # In-process llama.cpp runs one call at a time whatever the setting (its context is not
@@ -64,10 +64,12 @@ def build_model(
             raise ModelError(f"GGUF model file not found: {path} (from --llm {spec})")
         model = LlamaCppModel(path, n_ctx=n_ctx, n_threads=n_threads, seed=seed)
     elif kind == "openai":
+        from agents.llm import multi
         from agents.llm.openai_compat import from_spec
 
-        model = from_spec(arg, model=llm_model, api_key_env=api_key_env, timeout=timeout,
-                          max_concurrency=concurrency)
+        make = multi.from_spec if multi.is_multi(arg) else from_spec  # URL1|URL2: several servers
+        model = make(arg, model=llm_model, api_key_env=api_key_env, timeout=timeout,
+                     max_concurrency=concurrency)
     elif kind == "llm" and (arg or llm_model):
         from agents.llm.llm_backend import LLMLibraryModel
 

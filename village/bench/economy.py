@@ -163,7 +163,8 @@ def cache_speedup(steps: int, scenario: str = "demo") -> Figure:
     if len(times) != 2:
         raise RuntimeError(f"unexpected bench_cache output: {text!r}")
     cold, warm = times
-    return Figure("cache", f"warm re-run speed-up ({scenario}, {steps} steps)", cold / warm, "x",
+    name = Path(scenario).stem
+    return Figure("cache", f"warm re-run speed-up ({name}, {steps} steps)", cold / warm, "x",
                   ">= 50", baseline=cold, baseline_name="cold run (s)", ratio=cold / warm,
                   ratio_label="cold / warm",
                   note=(f"cold {cold:.1f} s, warm {warm:.2f} s (bundled model, seeded, hash "
