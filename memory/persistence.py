@@ -21,7 +21,7 @@ class MemoryRow:
     created: datetime
     kind: str
     description: str
-    importance: int
+    importance: int | None  # None: not rated yet at that step
     embedding: bytes
     evidence: tuple[int, ...] = ()
     last_accessed: datetime | None = None  # latest retrieval at or before the step

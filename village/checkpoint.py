@@ -23,6 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 from agents.plan import Activity
+from memory.persistence import MemoryRow  # one row type for every rebuild of a stream
 
 
 def _iso(v: Any) -> str:
@@ -68,21 +69,6 @@ def to_date(v: str | None) -> date | None:
 
 
 # --------------------------------------------------------------------------- loading
-@dataclass(frozen=True)
-class MemoryRow:
-    """A recorded memory as of the checkpoint's step."""
-
-    id: int
-    step: int
-    created: datetime
-    kind: str
-    description: str
-    importance: int | None
-    embedding: bytes
-    evidence: tuple[int, ...]
-    last_accessed: datetime | None
-
-
 @dataclass
 class Checkpoint:
     """Everything `VillageModel` needs to continue after `step`."""
