@@ -654,25 +654,28 @@ def sweep(sweep_file: Path, address: str | None, parallel: int | None, out: Path
     Example:
         village sweep examples/sweep.toml --parallel 2
     """
+    from rich.markup import escape
+
     from village.sweep import SweepError, load_sweep, run_sweep
 
     try:
         sw = load_sweep(sweep_file, out=out)
     except SweepError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     console.print(f"sweep {sw.name}: {len(sw.runs)} runs -> {sw.out}", highlight=False)
 
     def progress(i: int, n: int, o) -> None:  # noqa: ANN001
         colour = {"finished": "green", "skipped": "dim", "failed": "red"}[o.status]
         extra = f" after {o.attempts} attempts: {o.error}" if o.status == "failed" else ""
-        console.print(f"[{i}/{n}] [{colour}]{o.status}[/{colour}] {o.label} "
-                      f"({o.wall_s:.1f} s, {o.calls} calls){extra}", highlight=False, soft_wrap=True)
+        console.print(f"\\[{i}/{n}] [{colour}]{o.status}[/{colour}] {escape(o.label)} "
+                      f"({o.wall_s:.1f} s, {o.calls} calls){escape(extra)}", highlight=False,
+                      soft_wrap=True)
 
     try:
         res = run_sweep(sw, executor=executor, address=address, parallel=parallel,
                         progress=progress)
     except SweepError as exc:
-        fail(str(exc))
+        fail(escape(str(exc)))
     if res.rows:
         from rich.table import Table
 

@@ -59,7 +59,8 @@ def economy(db: Path) -> dict[str, Any]:
                             " WHERE step >= 1").fetchone()[0]
         quiet = conn.execute("SELECT count(*), coalesce(avg(duration_ms), 0) FROM steps"
                              " WHERE step >= 1 AND llm_calls = 0").fetchone()
-        size = Path(db).stat().st_size
+        wal = Path(f"{db}-wal")  # a run still being written keeps its recent steps there
+        size = Path(db).stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     finally:
         conn.close()
     purposes = []

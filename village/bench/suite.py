@@ -73,25 +73,25 @@ def _recording(quick: bool, log: Callable[[str], None], tmp: Path) -> list[Figur
     from village.bench.economy import replay_seek
 
     out: list[Figure] = []
-    sizes = [(25, 40 if quick else 120)] + ([] if quick else [(250, 30)])
-    for n, steps in sizes:
+    sizes = [(25, 0, 40 if quick else 120)] + ([] if quick else [(25, 10, 60), (250, 0, 30)])
+    for n, lat, steps in sizes:
         sc = eng.town(n)
-        log(f"recording: {n} agents, {steps} steps with and without the recorder")
+        log(f"recording: {n} agents, {lat} ms, {steps} steps with and without the recorder")
         with_rec, without = [], []
-        for _ in range(2 if quick else 3):  # alternate, take the best of each (noise)
-            with_rec.append(eng.measure(n, latency_ms=0, concurrency=64, steps=steps,
+        for _ in range(3):  # alternate, take the best of each (noise)
+            with_rec.append(eng.measure(n, latency_ms=lat, concurrency=64, steps=steps,
                                         scenario=sc, record=True).wall_s)
-            without.append(eng.measure(n, latency_ms=0, concurrency=64, steps=steps,
+            without.append(eng.measure(n, latency_ms=lat, concurrency=64, steps=steps,
                                        scenario=sc, record=False).wall_s)
         w, wo = min(with_rec), min(without)
         share = max(0.0, (w - wo) / w)
         out.append(Figure(
-            "recording", f"recorder's share of step time, {n} agents", 100 * share, "%", "<= 5",
-            baseline=wo * 1000 / steps, baseline_name="ms per step without the recorder",
+            "recording", f"recorder's share of step time, {n} agents, {lat} ms", 100 * share, "%",
+            "<= 5", baseline=wo * 1000 / steps, baseline_name="ms per step without the recorder",
             ratio=w / wo, ratio_label="with / without",
             note=(f"{w * 1000 / steps:.1f} ms per step with, {wo * 1000 / steps:.1f} without "
-                  f"(best of {len(with_rec)}; scripted instant model; the recorder includes the "
-                  f"per-step checkpoint)")))
+                  f"(best of {len(with_rec)}, {steps} steps; scripted model, {lat} ms a call; the "
+                  f"recorder includes the per-step checkpoint)")))
     db = tmp / "bytes.db"
     n, steps = 25, 360 if not quick else 120
     log(f"recording: database bytes, {n} agents, {steps} steps")
