@@ -193,7 +193,7 @@ class GenerativeAgent(mesa.Agent):
                 return b
         return None
 
-    async def think(self, events: list[perceive.Event]) -> None:
+    async def think(self, events: "perceive.EventIndex | list[perceive.Event]") -> None:
         """Everything this step that may call the model. Touches only this agent's state."""
         m = self.model
         now = m.now

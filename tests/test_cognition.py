@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agents.perceive import Event, visible_events
+from agents.perceive import Event, EventIndex, visible_events
 from agents.plan import actions_from_items, blocks_from_activities
 from village.config import SimConfig
 from tests.helpers import build_model, by_purpose, db, edited_scenario, scenario_text
@@ -30,6 +30,10 @@ def test_perception_radius_bandwidth_retention_and_area(tmp_path):
     tom.vision_radius = 1
     tom.recent_observations.clear()
     assert [e.subject for e in visible_events(tom, evs)] == ["P1"]
+    # the per-tile index the model uses sees exactly what a scan of every event sees
+    for radius in (0, 1, 3, 4, 10):
+        tom.vision_radius = radius
+        assert visible_events(tom, EventIndex(evs)) == visible_events(tom, evs)
 
 
 # -- planning ------------------------------------------------------------------------------

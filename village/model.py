@@ -25,7 +25,7 @@ import networkx as nx
 from agents.agent import GenerativeAgent, describe_event
 from agents.converse import Conversation
 from agents.llm.wrappers import Accounting
-from agents.perceive import Event
+from agents.perceive import Event, EventIndex
 from agents.prompting import PromptRunner
 from village import checkpoint as ckpt
 from village.config import SimConfig
@@ -130,7 +130,7 @@ class VillageModel(mesa.Model):
     def step(self) -> None:
         t0 = time.perf_counter()
         self._deliver_injected()
-        events = self.visible_world_events()
+        events = EventIndex(self.visible_world_events())
         self._gather(a.think(events) for a in self.residents)
         self._start_conversations()
         for a in self.residents:  # fixed order
