@@ -11,6 +11,7 @@ The town is village.bench.engine.town(N): the demo map tiled into N/8 blocks. Pr
 
 - perceive:   index the step's events by (area, 8x8 cell) once per step, so an agent scans
               the cells its vision radius covers instead of every agent in town (O(N) → O(1)).
+              A no-op since the engine got its own per-tile EventIndex (commit d9d0fc7).
 - checkpoint: skip an agent's checkpoint serialisation when nothing it holds changed since
               the last one (a cheap fingerprint), instead of building and JSON-encoding every
               agent's state every step.
@@ -40,6 +41,8 @@ PROTOTYPES = ("perceive", "checkpoint", "schema", "inline")
 def proto_perceive() -> None:
     import agents.perceive as perceive
 
+    if hasattr(perceive, "EventIndex"):  # the engine indexes events itself now (d9d0fc7)
+        return
     cell = 8
     cache: dict[str, tuple[object, dict]] = {}
 

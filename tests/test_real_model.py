@@ -29,7 +29,7 @@ def morning(tmp_path_factory) -> Path:
     path.write_text(text)
     out = path.parent / "run.db"
     opts = simulate.RunOptions(llm="local", embedder="local", out=out, cache=False,
-                               config=SimConfig(reflection_threshold=60))
+                               config=SimConfig(reflection_threshold=30))
     model = simulate.build(str(path), opts)
     simulate.run(model, model.steps_for(hours=3))
     return out

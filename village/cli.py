@@ -59,7 +59,7 @@ def main() -> None:
 @main.command()
 @click.argument("scenario")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Simulated hours to run (default: the scenario's morning, 5 h).")
+              help="Simulated hours to run (default 3: a morning, 07:00-10:00 in demo).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Steps to run instead of hours.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Run database to write (default: replays/SCENARIO-TIMESTAMP.db).")
@@ -124,7 +124,7 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
     except (OSError, sqlite3.Error) as exc:  # an --out that cannot be written
         fail(f"{out or 'replays/'}: cannot write the run database "
              f"({' '.join(str(getattr(exc, 'strerror', None) or exc).split())})")
-    n = model.steps_for(hours=hours if hours is not None or steps is not None else 5.0, steps=steps)
+    n = model.steps_for(hours=hours if hours is not None or steps is not None else 3.0, steps=steps)
     path = model.recorder.path
     if not quiet:
         console.print(f"Recording to [bold]{path}[/bold] ({n} steps of {model.seconds_per_step} s,"
