@@ -174,10 +174,21 @@ class GenerativeAgent(mesa.Agent):
         return "\n".join(f"- {h.record.description}" for h in hits)
 
     # -- model calls --------------------------------------------------------------------
-    async def ask(self, prompt: str, variables: dict[str, Any], **kw: Any) -> PromptResult:
+    async def ask(self, prompt: str, variables: dict[str, Any], *,
+                  hits: list[Scored] | None = None, **kw: Any) -> PromptResult:
+        """One model call through the prompt runner. With `hits`, the retrieved memories fill
+        the prompt's {memories}, fitted to the context window: the lowest-scored are dropped
+        first, and what was dropped is recorded on the call (never silent truncation)."""
+        dropped: list[str] = []
+        if hits is not None:
+            hits = list(hits)
+            variables = {**variables, "memories": self.numbered(hits)}
+            while hits and self.model.runner.budget(prompt, variables) < 0:
+                dropped.append(hits.pop().record.description)  # best first: the last scored least
+                variables["memories"] = self.numbered(hits)
         return await self.model.runner.arun(
             prompt, variables, agent=self.name, step=self.model.steps,
-            seed=self.model.llm_seed, **kw)
+            seed=self.model.llm_seed, dropped=tuple(dropped), **kw)
 
     def record_plan(self, a: Activity, *, parent: int | None = None, memory_id: int | None = None,
                     call: "Response | None" = None, retrieval: int | None = None) -> int:

@@ -51,9 +51,9 @@ async def converse(conv: Conversation) -> Conversation:
                 "time": hhmm(m.now),
                 "place": conv.place,
                 "relationship": relationship(speaker, listener),
-                "memories": speaker.numbered(hits),
                 "transcript": conv.transcript(),
             },
+            hits=hits,
             fallback={"utterance": "...", "end": True},
         )
         conv.lines.append((speaker, res.value["utterance"].strip() or "...", res.response))

@@ -103,11 +103,11 @@ async def plan_day(agent: "GenerativeAgent") -> None:
             "sleep": hhmm(sleep),
             "routine": agent.resident.routine,
             "yesterday": agent.yesterday or "nothing remembered.",
-            "memories": agent.numbered(hits),
             "places": ", ".join(places),
             "wake_hour": wake.hour,
             "last_hour": last_hour,
         },
+        hits=hits,
         enums={"places": places},
         fallback={"activities": []},
     )

@@ -58,8 +58,8 @@ async def react(agent: "GenerativeAgent") -> None:
             "observation": observation,
             "relationship": relationship(agent, other),
             "other": other.name,
-            "memories": agent.numbered(hits),
         },
+        hits=hits,
         fallback={"decision": "continue", "reason": "no valid answer from the model"},
     )
     decision, reason = res.value["decision"], res.value["reason"]

@@ -35,9 +35,10 @@ def by_purpose(overrides: dict[str, Callable[[Request], Any]]) -> Responder:
 
 def build_model(tmp_path: Path, *, scenario: str | Scenario = "demo",
                 responder: Responder | None = None, config: SimConfig | None = None,
-                latency_s: float = 0.0, record: bool = True) -> tuple[VillageModel, ScriptedModel]:
+                latency_s: float = 0.0, record: bool = True,
+                context_window: int = 8192) -> tuple[VillageModel, ScriptedModel]:
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    backend = ScriptedModel(responder, latency_s=latency_s)
+    backend = ScriptedModel(responder, latency_s=latency_s, context_window=context_window)
     recorder = Recorder(tmp_path / "run.db") if record else None
     emb = HashEmbedder(64)
     if recorder is not None:

@@ -285,3 +285,22 @@ def test_seeded_news_spreads_and_the_documented_query_finds_who_knows(tmp_path):
     assert knows["Tom Moreno"] == "2023-02-13T07:00:00"  # seeded
     assert len(knows) >= 2  # someone heard it from Tom
     assert all(since > "2023-02-13T07:00:00" for name, since in knows.items() if name != "Tom Moreno")
+
+
+# -- context budget ------------------------------------------------------------------------
+def test_prompts_are_fitted_to_the_window_and_what_was_dropped_is_recorded(tmp_path):
+    model, backend = build_model(tmp_path, context_window=700)
+    for _ in range(200):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    rows = conn.execute("SELECT c.*, c.dropped FROM llm_calls c WHERE c.dropped IS NOT NULL").fetchall()
+    assert rows, "a 700-token window must force dropping retrieved memories somewhere"
+    for r in rows:
+        dropped = json.loads(r["dropped"])
+        assert dropped and all(isinstance(d, str) for d in dropped)
+        for d in dropped:  # what was dropped is not in the prompt that was sent
+            assert f"- {d}\n" not in json.loads(r["messages"])[-1]["content"]
+    # every prompt that was sent fits the window with room for its answer
+    for req in backend.calls:
+        used = sum(backend.count_tokens(m["content"]) for m in req.messages)
+        assert used + req.max_tokens <= 700 + 16 * len(req.messages)
