@@ -32,6 +32,13 @@ class Conversation:
         return "\n".join(f"{s.name}: {t}" for s, t, _ in self.lines) or "(nothing yet)"
 
 
+def _fresh(line: str, conv: Conversation) -> str | None:
+    """Reject a line already said in this conversation (small models loop); the runner
+    then re-asks, and only a recorded fallback ends the conversation."""
+    said = {t.strip().lower() for _, t, _ in conv.lines}
+    return "repeats an earlier line of the conversation" if line.strip().lower() in said else None
+
+
 async def converse(conv: Conversation) -> Conversation:
     a, b = conv.a, conv.b
     m = a.model
@@ -54,6 +61,7 @@ async def converse(conv: Conversation) -> Conversation:
                 "transcript": conv.transcript(),
             },
             hits=hits,
+            check=lambda v: _fresh(v["utterance"], conv),
             fallback={"utterance": "...", "end": True},
         )
         conv.lines.append((speaker, res.value["utterance"].strip() or "...", res.response))
