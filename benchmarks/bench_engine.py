@@ -160,12 +160,13 @@ def run_once(n: int, steps: int, warmup: int, latency_ms: float, concurrency: in
         for _ in range(warmup):
             model.step()
         c0 = backend.call_count
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             model.step()
-        wall = time.perf_counter() - t
-        return {"agents": n, "steps": steps, "warmup": warmup, "wall_s": wall,
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        return {"agents": n, "steps": steps, "warmup": warmup, "wall_s": wall, "cpu_s": cpu,
                 "agent_steps_per_s": n * steps / wall,
+                "agent_steps_per_cpu_s": n * steps / cpu,
                 "calls_per_agent_step": (backend.call_count - c0) / (n * steps)}
     finally:
         model.runner.close()
@@ -237,6 +238,7 @@ def main() -> None:
             print(json.dumps(res))
         else:
             print(f"{n:>5} agents  {res['agent_steps_per_s']:8.0f} agent-steps/s  "
+                  f"({res['agent_steps_per_cpu_s']:.0f} per CPU-second)  "
                   f"{res['calls_per_agent_step']:.3f} calls/agent-step  ({args.steps} steps after "
                   f"{args.warmup}; prototypes: {', '.join(names) or 'none'})")
 

@@ -116,7 +116,7 @@ def top_k(total: np.ndarray, k: int) -> np.ndarray:
 # and computes the exact score only for the shortlist that provably holds the exact top-k
 # (and the records that may hold the relevance minimum and maximum the min-max scaling
 # needs). The winners, their order and their score components are bit for bit what scoring
-# every record exactly gives (`score` + `top_k`); tests/test_memory_fast.py checks it.
+# every record exactly gives (`score` + `top_k`); tests/test_bench_retrieval.py checks it.
 
 
 def exact_relevance(rows: np.ndarray, q64: np.ndarray) -> np.ndarray:

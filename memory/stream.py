@@ -2,7 +2,10 @@
 
 Records live in a Python list for readability; everything retrieval needs (embeddings,
 importance, created, last access, kind) lives in preallocated numpy arrays grown by doubling,
-so scoring thousands of memories is a matrix-vector product, not a Python loop.
+so scoring thousands of memories is a matrix-vector product, not a Python loop. From
+`MemoryStream.INDEX_MIN` records on, that product reads an int8 copy of the rows and only a
+provable shortlist is re-scored exactly (memory/retrieval.py: `bounded_top_k`): the same
+top-k, bit for bit, for a quarter of the memory traffic.
 """
 
 from __future__ import annotations
@@ -400,10 +403,12 @@ class MemoryStream:
 
     @property
     def scan_bytes_per_record(self) -> int:
-        """Bytes one retrieval reads per record: the scanned embedding (int8 with its
-        per-row terms in the index, float32 below it) plus importance and last access."""
+        """Bytes one retrieval reads per record in its full pass: the scanned embedding
+        (int8 with its per-row terms in the index, float32 below it) plus the float32
+        importance and recency-growth columns (the shortlist's exact re-score reads more,
+        for a few dozen records)."""
         emb = self._index.nbytes_per_row if self._index is not None else 4 * self.dim
-        return emb + 2 * 8
+        return emb + 4 + 4
 
     def _touch(self, rows: Sequence[int], now: datetime) -> None:
         """Set last access of these rows to `now` (paper: retrieval refreshes recency)."""

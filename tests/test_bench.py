@@ -92,3 +92,22 @@ def test_suite_table_json_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert json.loads(out.read_text())["quick"] is True
     res = CliRunner().invoke(main, ["bench", "--economy-db", str(tmp_path / "none.db")])
     assert res.exit_code == 2 and "no such run database" in res.output
+
+
+def test_waking_hours_follow_change_only_states() -> None:
+    """agent_states holds a row only when something changed: the asleep flag carries on."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(
+        "CREATE TABLE runs (seconds_per_step INTEGER); INSERT INTO runs VALUES (10);"
+        "CREATE TABLE steps (step INTEGER); CREATE TABLE agents (id INTEGER);"
+        "CREATE TABLE agent_states (agent_id INTEGER, step INTEGER, asleep INTEGER);"
+        "INSERT INTO agents VALUES (1), (2), (3);")
+    conn.executemany("INSERT INTO steps VALUES (?)", [(s,) for s in range(0, 101)])
+    conn.executemany("INSERT INTO agent_states VALUES (?, ?, ?)", [
+        (1, 0, 1), (1, 10, 0), (1, 60, 1),  # awake steps 10..59: 50
+        (2, 0, 0), (2, 50, 0),  # awake from step 1 (step 0 left out) to 100: 100
+        (3, 0, 1),  # asleep throughout
+    ])
+    hours, n, last = waking_agent_hours(conn)
+    assert (n, last) == (3, 100)
+    assert hours == pytest.approx((50 + 100) * 10 / 3600)

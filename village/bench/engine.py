@@ -103,6 +103,7 @@ class EngineRun:
     concurrency: int
     steps: int
     wall_s: float
+    cpu_s: float  # the process's CPU time (all threads): what the work cost, waits excluded
     step_ms: list[float]
     calls: int
     recorded: bool
@@ -110,6 +111,10 @@ class EngineRun:
     @property
     def agent_steps_per_s(self) -> float:
         return self.agents * self.steps / self.wall_s
+
+    @property
+    def agent_steps_per_cpu_s(self) -> float:
+        return self.agents * self.steps / self.cpu_s if self.cpu_s > 0 else float("nan")
 
 
 def build(sc: Scenario, *, latency_s: float, concurrency: int, db: Path | None,
@@ -146,19 +151,21 @@ def measure(n: int, *, latency_ms: float, concurrency: int, steps: int, warmup: 
                 model.step()
             before = backend.call_count
             per_step = []
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             for _ in range(steps):
                 t = time.perf_counter()
                 model.step()
                 per_step.append((time.perf_counter() - t) * 1000)
             wall = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
             calls = backend.call_count - before
         finally:
             model.runner.close()
             if model.recorder is not None:
                 model.recorder.close()
             model.close()
-    return EngineRun(n, latency_ms, concurrency, steps, wall, per_step, calls, record)
+    return EngineRun(n, latency_ms, concurrency, steps, wall, cpu, per_step, calls, record)
 
 
 def one_call_step(n: int, *, latency_ms: float, concurrency: int) -> tuple[float, int]:
