@@ -96,25 +96,3 @@ def _write(tmp: Path, text: str) -> Path:
     p.write_text(text)
     return p
 
-
-@pytest.mark.model
-def test_two_by_two_sweep_scripted_and_bundled_model_on_local_ray(tmp_path: Path) -> None:
-    """The issue's grid: seeds × {scripted, bundled SmolLM2} on a local Ray instance."""
-    toml = tmp_path / "models.toml"
-    toml.write_text(GRID.replace('ablations = ["none", "reflection"]', 'ablations = ["none"]')
-                    .replace('llms = ["scripted"]', 'llms = ["scripted", "local"]')
-                    .replace("steps = 4", "steps = 2"))
-    out = tmp_path / "out"
-    res = CliRunner().invoke(__import__("village.cli", fromlist=["main"]).main,
-                             ["sweep", str(toml), "--out", str(out), "--parallel", "2", "--executor", "ray"])
-    assert res.exit_code == 0, res.output
-    dbs = sorted(out.glob("*.db"))
-    assert [p.name for p in dbs] == [
-        "demo-seed1-full-local.db", "demo-seed1-full-scripted.db",
-        "demo-seed2-full-local.db", "demo-seed2-full-scripted.db"]
-    assert all(_status(p) == "finished" for p in dbs)
-    con = sqlite3.connect(dbs[0])
-    assert con.execute("SELECT llm FROM runs").fetchone()[0].startswith("local:SmolLM2")
-    assert con.execute("SELECT count(*) FROM llm_calls WHERE completion_tokens > 0").fetchone()[0] > 0
-    assert (out / "compare.md").read_text().count("local:SmolLM2") >= 1 or \
-        "local" in (out / "compare.md").read_text()
