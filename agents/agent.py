@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import mesa
 import numpy as np
@@ -169,23 +169,42 @@ class GenerativeAgent(mesa.Agent):
 
     @staticmethod
     def numbered(hits: list[Scored]) -> str:
-        if not hits:
-            return "(nothing)"
-        return "\n".join(f"- {h.record.description}" for h in hits)
+        return GenerativeAgent.bulleted([h.record.description for h in hits])
+
+    @staticmethod
+    def bulleted(lines: list[str]) -> str:
+        return "\n".join(f"- {t}" for t in lines) if lines else "(nothing)"
 
     # -- model calls --------------------------------------------------------------------
+    def fit(self, prompt: str, variables: dict[str, Any], items: list[Any],
+            show: Callable[[list[Any]], str], *, drop_first: bool = False
+            ) -> tuple[dict[str, Any], list[Any], list[str]]:
+        """Fill {memories} with `show(items)`, dropping items until the prompt fits the
+        context window: the last (lowest-scored) ones, or with `drop_first` the first (oldest).
+        Returns the variables, the items kept and the descriptions dropped."""
+        items, dropped = list(items), []
+        variables = {**variables, "memories": show(items)}
+        while items and self.model.runner.budget(prompt, variables) < 0:
+            gone = items.pop(0) if drop_first else items.pop()
+            dropped.append(gone if isinstance(gone, str) else gone.record.description)
+            variables["memories"] = show(items)
+        return variables, items, dropped
+
     async def ask(self, prompt: str, variables: dict[str, Any], *,
-                  hits: list[Scored] | None = None, **kw: Any) -> PromptResult:
-        """One model call through the prompt runner. With `hits`, the retrieved memories fill
-        the prompt's {memories}, fitted to the context window: the lowest-scored are dropped
-        first, and what was dropped is recorded on the call (never silent truncation)."""
-        dropped: list[str] = []
+                  hits: list[Scored] | None = None, lines: list[str] | None = None,
+                  dropped: Iterable[str] = (), **kw: Any) -> PromptResult:
+        """One model call through the prompt runner, fitted to the context window.
+
+        With `hits`, the retrieved memories fill {memories} and the lowest-scored are dropped
+        first; with `lines` (oldest first), the oldest are dropped first. What was dropped is
+        recorded on the call: never silent truncation."""
+        dropped = list(dropped)
         if hits is not None:
-            hits = list(hits)
-            variables = {**variables, "memories": self.numbered(hits)}
-            while hits and self.model.runner.budget(prompt, variables) < 0:
-                dropped.append(hits.pop().record.description)  # best first: the last scored least
-                variables["memories"] = self.numbered(hits)
+            variables, _, gone = self.fit(prompt, variables, hits, self.numbered)
+            dropped += gone
+        elif lines is not None:
+            variables, _, gone = self.fit(prompt, variables, lines, self.bulleted, drop_first=True)
+            dropped += gone
         return await self.model.runner.arun(
             prompt, variables, agent=self.name, step=self.model.steps,
             seed=self.model.llm_seed, dropped=tuple(dropped), **kw)

@@ -35,7 +35,7 @@ async def react(agent: "GenerativeAgent") -> None:
     other = None
     for ev in agent.new_events:
         cand = m.agent_by_name.get(ev.subject)
-        if cand is None or cand.busy or not m.may_talk(agent, cand):
+        if cand is None or not m.may_talk(agent, cand, thinking=True):
             continue
         last = agent.reacted_to.get(cand.name)
         if last is not None and m.now - last < timedelta(minutes=m.config.react_cooldown_minutes):

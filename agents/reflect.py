@@ -6,6 +6,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agents.agent import GenerativeAgent
+    from memory.stream import Scored
+
+
+def numbered(hits: list["Scored"]) -> str:
+    """Statements numbered for citing as evidence."""
+    return "\n".join(f"{i + 1}. {h.record.description}" for i, h in enumerate(hits))
 
 
 async def reflect(agent: "GenerativeAgent") -> None:
@@ -14,23 +20,24 @@ async def reflect(agent: "GenerativeAgent") -> None:
     agent.importance_since_reflection = 0.0
     await agent.flush_pending()
     recent = agent.memory.recent(cfg.reflection_recent)
-    lines = "\n".join(f"- {r.description}" for r in recent)
     res = await agent.ask("reflect_questions",
-                          {"identity": agent.identity(), "name": agent.name, "memories": lines},
-                          fallback={"questions": []})
+                          {"identity": agent.identity(), "name": agent.name},
+                          lines=[r.description for r in recent], fallback={"questions": []})
     written = 0
     for question in res.value["questions"]:
         await agent.flush_pending()
         hits, _ = agent.retrieve(question, k=cfg.k_reflect, purpose="reflect")
         if not hits:
             continue
-        statements = [str(i + 1) for i in range(len(hits))]
-        numbered = "\n".join(f"{i + 1}. {h.record.description}" for i, h in enumerate(hits))
-        ins = await agent.ask(
+        variables, hits, dropped = agent.fit(
             "reflect_insights",
-            {"identity": agent.identity(), "name": agent.name, "question": question,
-             "memories": numbered},
-            enums={"statements": statements},
+            {"identity": agent.identity(), "name": agent.name, "question": question},
+            hits, numbered)
+        if not hits:
+            continue
+        ins = await agent.ask(
+            "reflect_insights", variables, dropped=dropped,
+            enums={"statements": [str(i + 1) for i in range(len(hits))]},
             fallback={"insights": []},
         )
         for item in ins.value["insights"][: cfg.insights_per_question]:
@@ -50,9 +57,8 @@ async def summarize_day(agent: "GenerativeAgent") -> None:
     res = await agent.ask(
         "day_summary",
         {"identity": agent.identity(), "name": agent.name,
-         "date": m.now.strftime("%A %d %B"),
-         "memories": "\n".join(f"- {r.description}" for r in todays[-30:])},
-        fallback={"summary": ""},
+         "date": m.now.strftime("%A %d %B")},
+        lines=[r.description for r in todays[-30:]], fallback={"summary": ""},
     )
     if not res.value["summary"].strip():
         return

@@ -304,3 +304,26 @@ def test_prompts_are_fitted_to_the_window_and_what_was_dropped_is_recorded(tmp_p
     for req in backend.calls:
         used = sum(backend.count_tokens(m["content"]) for m in req.messages)
         assert used + req.max_tokens <= 700 + 16 * len(req.messages)
+
+
+def test_reflection_questions_fit_the_window_dropping_the_oldest_records(tmp_path):
+    """Long chat transcripts among the recent records used to overflow reflect_questions."""
+    from agents import reflect
+
+    model, backend = build_model(tmp_path, context_window=900)
+    a = model.residents[0]
+    for i in range(40):
+        a.remember(f"transcript {i}: " + "we talked about the weather and the party " * 12, "chat",
+                   importance=5)
+    model._loop.run_until_complete(reflect.reflect(a))
+    asked = [r for r in backend.calls if "salient high-level questions" in r.messages[-1]["content"]]
+    assert asked, "reflection asked its questions"
+    sent = asked[0].messages[-1]["content"]
+    assert "transcript 39:" in sent and "transcript 0:" not in sent  # newest kept, oldest dropped
+    used = sum(backend.count_tokens(m["content"]) for m in asked[0].messages)
+    assert used + asked[0].max_tokens <= 900 + 16 * len(asked[0].messages)
+    model.finish()
+    row = db(tmp_path / "run.db").execute(
+        "SELECT dropped FROM llm_calls WHERE purpose = 'reflect' AND dropped IS NOT NULL "
+        "ORDER BY id").fetchone()
+    assert row is not None and any(d.startswith("transcript 0:") for d in json.loads(row["dropped"]))

@@ -93,3 +93,33 @@ def test_seeded_rerun_on_the_bundled_model_is_identical(tmp_path: Path, monkeypa
     for table in QUERIES:
         assert first[table] == second[table], table
     assert _cached_flags(tmp_path / "second.db") == {1}
+
+
+def test_the_run_does_not_depend_on_which_model_call_returns_first(tmp_path: Path) -> None:
+    """Agents think concurrently; calls that return in a different order (random latency,
+    not seeded) must not change what is recorded."""
+    import random
+    import time
+
+    from agents.llm.scripted import instance_from_schema, request_rng
+    from tests.helpers import build_model
+
+    jitter = random.Random()  # deliberately unseeded
+
+    def respond(req: Any) -> Any:
+        time.sleep(jitter.random() * 0.004)
+        if req.purpose == "react":
+            return {"reason": "to say hello", "decision": "talk"}
+        return instance_from_schema(req.schema, request_rng(req)) if req.schema else "ok"
+
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        model, _ = build_model(tmp_path / name, responder=respond)
+        for _ in range(120):
+            model.step()
+        model.finish()
+        runs.append(recorded(tmp_path / name / "run.db"))
+    for table in ("events", "memories", "utterances", "plans"):
+        assert runs[0][table] == runs[1][table], table
+    assert runs[0]["utterances"], "the window must include a conversation to be a test of it"

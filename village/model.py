@@ -82,6 +82,7 @@ class VillageModel(mesa.Model):
         self.runner = PromptRunner(llm, accounting=self.accounting)
         self.recorder = recorder
         self._loop = asyncio.new_event_loop()
+        self.busy_at_step_start: frozenset[str] = frozenset()
         self.conversations: dict[int, Conversation] = {}
         self._next_conversation_id = 1
         self.cooldowns: dict[frozenset[str], datetime] = {}
@@ -131,6 +132,9 @@ class VillageModel(mesa.Model):
         t0 = time.perf_counter()
         self._deliver_injected()
         events = EventIndex(self.visible_world_events())
+        # Agents think concurrently: what they read of each other is this snapshot, never
+        # state another agent's think changes mid-step (that would depend on call timing).
+        self.busy_at_step_start = frozenset(a.name for a in self.residents if a.busy)
         self._gather(a.think(events) for a in self.residents)
         self._start_conversations()
         for a in self.residents:  # fixed order
@@ -156,8 +160,11 @@ class VillageModel(mesa.Model):
         return out
 
     # -- conversations -----------------------------------------------------------------------
-    def may_talk(self, a: GenerativeAgent, b: GenerativeAgent) -> bool:
-        if a is b or a.busy or b.busy:
+    def may_talk(self, a: GenerativeAgent, b: GenerativeAgent, *, thinking: bool = False) -> bool:
+        """Whether a may start a conversation with b. While thinking (concurrently), b's
+        state is read from the step-start snapshot."""
+        b_busy = b.name in self.busy_at_step_start if thinking else b.busy
+        if a is b or a.busy or b_busy:
             return False
         until = self.cooldowns.get(frozenset((a.name, b.name)))
         return until is None or self.now >= until
