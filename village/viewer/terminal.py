@@ -14,6 +14,7 @@ from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, ScrollableContainer, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
@@ -329,6 +330,15 @@ class ReplayApp(App):
 
     # ------------------------------------------------------------------ the clock
     def tick(self) -> None:
+        if self._exit:  # the interval can still fire while the app shuts down
+            return
+        try:
+            self._tick()
+        except NoMatches:
+            if not self._exit:
+                raise
+
+    def _tick(self) -> None:
         now = time.monotonic()
         dt, self._t = now - self._t, now
         rd, pb = self.reader, self.pb
