@@ -62,6 +62,7 @@ class GenerativeAgent(mesa.Agent):
         self._plan_seq = 0
         self._retrieval_seq = 0
         self.pending: list[_Pending] = []
+        self._ratings: dict[str, int] = {}  # description -> importance, as rated by a call
         self.importance_since_reflection = 0.0
         self.day_plan: list[Activity] = []
         self.actions: list[Activity] = []
@@ -79,6 +80,8 @@ class GenerativeAgent(mesa.Agent):
         self.intent = Intent()
         self.new_events: list[perceive.Event] = []
         self.reacted_to: dict[str, datetime] = {}
+        self.in_view: frozenset[str] = frozenset()  # who was in sight and free last step
+        self.newly_seen: list[perceive.Event] = []  # this step's, nearest first
         self.replan_after_conversation: tuple[str, str, int] | None = None
 
     # -- identity -------------------------------------------------------------------
@@ -114,18 +117,30 @@ class GenerativeAgent(mesa.Agent):
     def remember(self, description: str, kind: str, *, evidence: tuple[int, ...] = (),
                  importance: int | None = None, counts: bool = False) -> MemoryRecord:
         """Add a record now (so it can be cited at once); its importance is rated in a batch
-        with others before anything retrieves (see `flush_pending`)."""
+        with others before anything retrieves (see `flush_pending`). A description this
+        agent has already had rated takes that rating at once, without a call: its row has
+        an importance and no `call_id` (the call is the earlier identical record's)."""
         m = self.model
+        reused = self._ratings.get(description) if importance is None else None
         vec = m.embedder.embed([description])[0]
-        rec = self.memory.add(description, kind, m.now, importance or 1, vec,
+        rec = self.memory.add(description, kind, m.now, importance or reused or 1, vec,
                               evidence=evidence, step=m.steps)
-        self.model.record_memory(self, rec, vec, None, rated=importance is not None)
-        if importance is None:
+        self.model.record_memory(self, rec, vec, None,
+                                 rated=importance is not None or reused is not None)
+        if reused is not None:
+            if counts:
+                self.importance_since_reflection += reused
+        elif importance is None:
             self.pending.append(_Pending(rec, counts_for_reflection=counts))
+        else:
+            self._ratings.setdefault(description, importance)
         return rec
 
     async def flush_pending(self, force: bool = True) -> None:
-        """Rate pending records in one model call (cheaper than one call each)."""
+        """Rate pending records in one model call (cheaper than one call each): once
+        `importance_batch` are pending or the oldest has waited `importance_max_age_minutes`,
+        and (`force`) always before anything retrieves. Records with the same description
+        are rated once, in the same call; a batch is cut to fit the context window."""
         if not self.pending:
             return
         cfg = self.model.config
@@ -133,23 +148,43 @@ class GenerativeAgent(mesa.Agent):
             age = (self.model.now - self.pending[0].record.created).total_seconds() / 60
             if len(self.pending) < cfg.importance_batch and age < cfg.importance_max_age_minutes:
                 return
-        batch, self.pending = self.pending[:20], self.pending[20:]
-        lines = "\n".join(f"{i + 1}. {p.record.description}" for i, p in enumerate(batch))
-        n = len(batch)
-        res = await self.ask(
-            "importance",
-            {"identity": self.identity(), "name": self.name, "count": n, "memories": lines},
-            enums={"count": n},
-            fallback={"ratings": [3] * n},
-            check=lambda v: None if len(v["ratings"]) == n else
-            f"expected {n} ratings, got {len(v['ratings'])}",
-        )
-        for p, score in zip(batch, res.value["ratings"]):
-            imp = int(min(10, max(1, score)))
+        cap = max(20, cfg.importance_batch)
+        texts: list[str] = []  # distinct descriptions, in order
+        for p in self.pending:
+            d = p.record.description
+            if d not in texts and d not in self._ratings:
+                if len(texts) == cap:
+                    break
+                texts.append(d)
+        while texts:
+            variables = {"identity": self.identity(), "name": self.name, "count": len(texts),
+                         "memories": "\n".join(f"{i + 1}. {t}" for i, t in enumerate(texts))}
+            if len(texts) == 1 or self.model.runner.budget("importance", variables) >= 0:
+                break
+            texts.pop()  # rated in the next call
+        res = None
+        if texts:
+            n = len(texts)
+            res = await self.ask(
+                "importance", variables, enums={"count": n},
+                fallback={"ratings": [3] * n},
+                check=lambda v: None if len(v["ratings"]) == n else
+                f"expected {n} ratings, got {len(v['ratings'])}",
+            )
+            for t, score in zip(texts, res.value["ratings"]):
+                self._ratings[t] = int(min(10, max(1, score)))
+        rest = []
+        for p in self.pending:
+            imp = self._ratings.get(p.record.description)
+            if imp is None:
+                rest.append(p)
+                continue
             self.memory.set_importance(p.record.id, imp)
             if p.counts_for_reflection:
                 self.importance_since_reflection += imp
-            self.model.record_rating(self, p.record, res.response)
+            rated_now = res is not None and p.record.description in texts
+            self.model.record_rating(self, p.record, res.response if rated_now else None)
+        self.pending = rest
         if self.pending:
             await self.flush_pending(force)
 
@@ -243,8 +278,17 @@ class GenerativeAgent(mesa.Agent):
             for ev in self.new_events:
                 self.recent_observations.append(ev.description)
                 self.remember(ev.description, "observation", counts=True)
+            # who is in sight and free to talk (read from the step-start snapshot): someone
+            # counts as newly seen when they come into view or become free (wake up, end a talk)
+            busy = m.busy_at_step_start
+            sight: list[perceive.Event] = [ev for ev in react.in_sight(self, events)
+                                           if ev.subject not in busy]
+            self.newly_seen = [ev for ev in sight if ev.subject not in self.in_view]
+            self.in_view = frozenset(ev.subject for ev in sight)
+            again = [ev for ev in react.cooled_down(self, sight) if ev not in self.newly_seen]
+            self.newly_seen += again
         else:
-            self.new_events = []
+            self.new_events, self.newly_seen, sight = [], [], []
         await self.flush_pending(force=False)
         if m.config.enabled("reflection") and \
                 self.importance_since_reflection >= m.config.reflection_threshold:
@@ -252,8 +296,11 @@ class GenerativeAgent(mesa.Agent):
         if self.conversation_id is not None:
             return
         if self.action is None or now >= self.action.end:
+            waited = react.waited_for(self.action)
             await self.next_action()
-        if self.new_events:
+            if waited:
+                react.wait_over(self, waited, sight)
+        if self.newly_seen:
             await react.react(self)
 
     async def wake_up(self) -> None:
@@ -267,6 +314,7 @@ class GenerativeAgent(mesa.Agent):
     async def go_to_sleep(self) -> None:
         await reflect.summarize_day(self)
         self.asleep = True
+        self.in_view, self.newly_seen = frozenset(), []
         self.day_plan, self.actions, self.path = [], [], []
         self.action = Activity(self.model.now, self.model.now, "sleeping", self.home, "action")
         self.model.log_event(self, "sleep", f"{self.name} goes to sleep")
@@ -340,6 +388,7 @@ class GenerativeAgent(mesa.Agent):
                 # expired entries act as absent ones: leave them out
                 "reacted_to": {k: ckpt.dt(v) for k, v in sorted(self.reacted_to.items())
                                if now - v < keep},
+                "in_view": sorted(self.in_view),
                 "asleep": self.asleep,
                 "conversation_id": self.conversation_id,
                 "partner": self.partner,
@@ -356,9 +405,12 @@ class GenerativeAgent(mesa.Agent):
         pending = {int(i): bool(c) for i, c in mind["pending"]}
         ids = iter([r.id for r in memories])
         stream = MemoryStream(self.name, self.model.embedder.dim, next_id=lambda: next(ids))
+        self._ratings = {}
         for r in memories:
             vec = np.frombuffer(r.embedding, dtype="<f4")
             unrated = r.id in pending or r.importance is None
+            if not unrated:
+                self._ratings.setdefault(r.description, r.importance)
             rec = stream.add(r.description, r.kind, r.created, 1 if unrated else r.importance,
                              vec, evidence=r.evidence, step=r.step)
             if r.last_accessed is not None and r.last_accessed > r.created:
@@ -370,6 +422,8 @@ class GenerativeAgent(mesa.Agent):
         self.recent_observations = deque(mind["recent_observations"],
                                          maxlen=self.recent_observations.maxlen)
         self.reacted_to = {k: ckpt.to_dt(v) for k, v in mind["reacted_to"].items()}
+        self.in_view = frozenset(mind.get("in_view", ()))
+        self.newly_seen = []
         self.asleep = bool(mind["asleep"])
         self.conversation_id = mind["conversation_id"]
         self.partner = mind["partner"]

@@ -22,23 +22,36 @@ class Event:
 
 
 class EventIndex:
-    """This step's events bucketed by tile, so each agent looks only at the tiles within
-    its vision radius: perception costs O(agents × radius²), not O(agents²)."""
+    """This step's events bucketed into square cells, so each agent looks only at the
+    cells its vision radius covers: perception costs O(agents × events nearby), not
+    O(agents²). A cell is `cell` tiles wide (default 8, about a vision radius), so a
+    look of radius r ≤ cell visits at most 3×3 cells (2×2 to 3×3), not (2r+1)² tiles.
+    Events come out cell by cell, each cell's in input order (`visible_events` sorts
+    them fully, so the order does not matter)."""
 
-    def __init__(self, events: Iterable[Event]):
-        self.by_tile: dict[tuple[int, int], list[Event]] = {}
+    def __init__(self, events: Iterable[Event], cell: int = 8):
+        self.cell = max(1, int(cell))
+        c = self.cell
+        self.by_cell: dict[tuple[int, int], list[Event]] = {}
+        self.count = 0
         for ev in events:
-            self.by_tile.setdefault((ev.x, ev.y), []).append(ev)
+            self.by_cell.setdefault((ev.x // c, ev.y // c), []).append(ev)
+            self.count += 1
 
     def near(self, x: int, y: int, radius: float) -> Iterable[Event]:
         r = int(radius)
-        if (2 * r + 1) ** 2 > len(self.by_tile):  # few occupied tiles: scan them instead
-            for evs in self.by_tile.values():
+        c = self.cell
+        by_cell = self.by_cell
+        x0, x1, y0, y1 = (x - r) // c, (x + r) // c, (y - r) // c, (y + r) // c
+        if (x1 - x0 + 1) * (y1 - y0 + 1) > len(by_cell):  # few occupied cells: scan them
+            for evs in by_cell.values():
                 yield from evs
             return
-        for dy in range(-r, r + 1):
-            for dx in range(-r, r + 1):
-                yield from self.by_tile.get((x + dx, y + dy), ())
+        for cy in range(y0, y1 + 1):
+            for cx in range(x0, x1 + 1):
+                evs = by_cell.get((cx, cy))
+                if evs:
+                    yield from evs
 
 
 def visible_events(agent: "GenerativeAgent", events: "EventIndex | Iterable[Event]") -> list[Event]:
@@ -47,14 +60,18 @@ def visible_events(agent: "GenerativeAgent", events: "EventIndex | Iterable[Even
     x, y = agent.pos_xy
     area = agent.model.world.area_of(x, y)
     candidates = events.near(x, y, agent.vision_radius) if isinstance(events, EventIndex) else events
-    seen: list[tuple[float, str, Event]] = []
+    seen: list[tuple[float, str, int, int, str, Event]] = []
+    name, r = agent.name, agent.vision_radius
+    hypot = math.hypot
     for ev in candidates:
-        if ev.subject == agent.name:
+        if ev.subject == name:
             continue
-        d = math.hypot(ev.x - x, ev.y - y)
-        if d > agent.vision_radius or ev.area != area:
+        d = hypot(ev.x - x, ev.y - y)
+        if d > r or ev.area != area:
             continue
-        seen.append((d, ev.description, ev))
-    seen.sort(key=lambda t: (t[0], t[1]))
-    nearest = [ev for _, _, ev in seen[: agent.attention_bandwidth]]
+        seen.append((d, ev.description, ev.y, ev.x, ev.subject, ev))
+    # nearest first; ties broken by everything an event shows, so the candidates' order
+    # (the index's) never matters
+    seen.sort(key=lambda t: t[:5])
+    nearest = [t[5] for t in seen[: agent.attention_bandwidth]]
     return [ev for ev in nearest if ev.description not in agent.recent_observations]

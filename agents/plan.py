@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agents.agent import GenerativeAgent
@@ -123,6 +123,36 @@ async def plan_day(agent: "GenerativeAgent") -> None:
         b.plan_id = agent.record_plan(b, parent=None, memory_id=mem.id, call=res.response, retrieval=rid)
 
 
+def _area(world: Any, place: str) -> str:
+    p = world.places[place]
+    while p.parent is not None:
+        p = world.places[p.parent]
+    return p.name
+
+
+def hour_places(agent: "GenerativeAgent", block: Activity) -> list[str]:
+    """Where an hour of a day block may happen: the block's place and the rest of its
+    area, home and its rooms, where the agent is, and the places of today's other blocks —
+    not every place in town (a 60-place town would cost ~500 prompt tokens a call)."""
+    world = agent.model.world
+    valid = set(world.destinations())
+    out: list[str] = []
+
+    def add(p: str | None) -> None:
+        if p and p in valid and p not in out:
+            out.append(p)
+
+    add(block.place)
+    for area in (_area(world, block.place), _area(world, agent.home)):
+        add(area)
+        for child in world.children(area):
+            add(child)
+    add(world.destination_at(*agent.pos_xy))
+    for b in agent.day_plan:
+        add(b.place)
+    return out
+
+
 async def next_actions(agent: "GenerativeAgent") -> None:
     """Decompose the next window (up to an hour) of the current day block into actions."""
     m = agent.model
@@ -138,7 +168,7 @@ async def next_actions(agent: "GenerativeAgent") -> None:
         for a in agent.actions:
             a.plan_id = agent.record_plan(a, parent=block.plan_id)
         return
-    places = m.world.destinations()
+    places = hour_places(agent, block)
     context = f"{agent.name} just: {agent.last_note}" if agent.last_note else ""
     res = await agent.ask(
         "plan_hour",

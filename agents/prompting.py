@@ -35,6 +35,7 @@ from typing import Any, Callable
 import jsonschema
 
 from agents.llm.base import LanguageModel, Message, ModelError, Request, Response
+from agents.llm.factory import backend_of
 from agents.llm.wrappers import Accounting, one_line
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
@@ -92,7 +93,60 @@ class Prompt:
                 continue  # a "$count" (exact array length), not a list of choices
             if not list(enums[key]):
                 raise PromptError(f"{self.path}: enum {key} is empty (nothing valid to choose)")
-        return _substitute(copy.deepcopy(dict(self.schema)), enums)
+        key = _enums_key(self.enum_keys, enums)
+        if key is None:
+            return _substitute(copy.deepcopy(dict(self.schema)), enums)
+        entry = _SCHEMAS.get(id(self))
+        if entry is None or entry[0] is not self:
+            entry = _SCHEMAS[id(self)] = (self, {})  # holds the prompt: its id stays its own
+        cache = entry[1]
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= _SCHEMA_CACHE_SIZE:
+                cache.clear()
+            # shared by every call with these enums: callers (and the Request) only read it
+            hit = cache[key] = _ReadOnlySchema.wrap(_substitute(copy.deepcopy(dict(self.schema)), enums))
+        return hit
+
+
+# Resolved schemas per prompt and enum values: a step asks the same few prompts with the
+# same choices (the town's places) over and over; resolving costs a deep copy each time.
+_SCHEMAS: dict[int, tuple[Prompt, dict[tuple, dict[str, Any]]]] = {}
+_SCHEMA_CACHE_SIZE = 1024
+
+
+def _enums_key(keys: frozenset[str], enums: Mapping[str, Any]) -> tuple | None:
+    """A hashable key of the enum values a schema uses (None if they are not hashable)."""
+    out = []
+    for k in sorted(keys):
+        v = enums[k]
+        if isinstance(v, int):
+            out.append((k, v))
+        elif isinstance(v, (list, tuple)):
+            try:
+                out.append((k, tuple(str(x) for x in v)))
+            except Exception:  # noqa: BLE001 - an odd enum value: do not cache
+                return None
+        else:
+            return None
+    return tuple(out)
+
+
+class _ReadOnlySchema(dict):
+    """A resolved schema shared between calls: a dict that refuses changes."""
+
+    @classmethod
+    def wrap(cls, node: Any) -> Any:
+        if isinstance(node, dict):
+            return cls((k, cls.wrap(v)) for k, v in node.items())
+        if isinstance(node, list):
+            return [cls.wrap(v) for v in node]
+        return node
+
+    def _refuse(self, *_: Any, **__: Any) -> None:
+        raise TypeError("a resolved schema is shared between calls: copy it to change it")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse  # type: ignore[assignment]
 
 
 def _substitute(node: Any, enums: Mapping[str, Sequence[str]]) -> Any:
@@ -225,7 +279,20 @@ def _matching_brace(text: str, start: int) -> int | None:
 
 
 def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator for `schema`; compiled once per shared (cached) resolved schema."""
+    if isinstance(schema, _ReadOnlySchema):
+        hit = _VALIDATORS.get(id(schema))
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        if len(_VALIDATORS) >= 4 * _SCHEMA_CACHE_SIZE:
+            _VALIDATORS.clear()
+        v = jsonschema.Draft202012Validator(schema)
+        _VALIDATORS[id(schema)] = (schema, v)
+        return v
     return jsonschema.Draft202012Validator(schema)
+
+
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
 
 
 def parse_answer(text: str, schema: dict[str, Any] | None) -> dict[str, Any]:
@@ -237,7 +304,10 @@ def parse_answer(text: str, schema: dict[str, Any] | None) -> dict[str, Any]:
     value = extract_json(text)
     if not isinstance(value, dict):
         raise ValueError(f"answer is JSON {type(value).__name__}, not an object")
-    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+    validator = _validator(schema)
+    if validator.is_valid(value):
+        return value
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise ValueError(f"schema violation at {where}: {error.message}")
@@ -282,6 +352,7 @@ class PromptRunner:
         self.prompts_dir = Path(prompts_dir)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._inline: bool | None = None  # backend declares blocking = False (see arun)
 
     def prompt(self, name: str) -> Prompt:
         return load_prompt(name, self.prompts_dir)
@@ -366,9 +437,15 @@ class PromptRunner:
     async def arun(self, name: str, variables: Mapping[str, Any], **kwargs: Any) -> PromptResult:
         """:meth:`run` off the event loop, so many agents' calls in a step overlap.
 
-        Uses a private pool of ``model.max_concurrency`` threads (the shared default pool of
+        A backend that declares ``blocking = False`` (answers at once, never waits: e.g.
+        an instant scripted double) is called on the loop instead — no thread hop.
+        Otherwise uses a private pool of ``model.max_concurrency`` threads (the shared default pool of
         ``asyncio.to_thread`` is only min(32, cpus + 4) wide and would cap a server backend).
         """
+        if self._inline is None:
+            self._inline = getattr(backend_of(self.model), "blocking", True) is False
+        if self._inline:  # a backend that never waits: a thread hop would only add cost
+            return self.run(name, variables, **kwargs)
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         call = functools.partial(ctx.run, self.run, name, variables, **kwargs)

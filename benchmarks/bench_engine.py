@@ -18,6 +18,9 @@ The town is village.bench.engine.town(N): the demo map tiled into N/8 blocks. Pr
 - schema:     cache each prompt's resolved JSON schema per enum set and its compiled
               validator, instead of a deep copy and a new validator per call.
 - inline:     call an instant backend (latency 0) on the event loop instead of a thread hop.
+
+The checkpoint, schema and inline fixes are now in the engine (BENCHMARKS.md §2a): use
+`--prototype none`; the old checkpoint prototype predates fields added to the agent state.
 """
 from __future__ import annotations
 

@@ -70,12 +70,71 @@ def minilm_model_path() -> Path:
     return path
 
 
-class MiniLMEmbedder:
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("embed() takes a sequence of texts, not a single str")
+
+
+class _CachedEmbedder:
+    """An embedder with a thread-safe LRU cache by text; subclasses encode the misses.
+
+    :meth:`embed` looks every text up (counting ``hits`` and ``misses``), encodes the
+    distinct misses with :meth:`_encode` in requests of at most ``_request_size`` texts
+    (None: all in one), and keeps up to ``cache_size`` vectors (read-only copies). The lock
+    serialises encoding because agents' steps may run in threads.
+    """
+
+    name: str
+    dim: int
+    _request_size: int | None = None
+
+    def __init__(self, cache_size: int, batch_size: int) -> None:
+        self.cache_size = cache_size
+        self.batch_size = batch_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - overridden
+        """L2-normalised float32 rows, one per text."""
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts, encoding only those not cached."""
+        _check_texts(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            missing: dict[str, list[int]] = {}
+            for i, t in enumerate(texts):
+                v = self._cache.get(t)
+                if v is None:
+                    missing.setdefault(t, []).append(i)
+                else:
+                    self._cache.move_to_end(t)
+                    out[i] = v
+                    self.hits += 1
+            new = list(missing)
+            self.misses += len(new)
+            step = self._request_size or max(1, len(new))
+            for lo in range(0, len(new), step):
+                chunk = new[lo:lo + step]
+                for t, v in zip(chunk, self._encode(chunk)):
+                    out[missing[t]] = v
+                    if self.cache_size > 0:
+                        v = v.copy()
+                        v.flags.writeable = False
+                        self._cache[t] = v
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+
+class MiniLMEmbedder(_CachedEmbedder):
     """all-MiniLM-L6-v2 from the local wheel, loaded lazily, with an LRU text cache.
 
     Agents observe the same descriptions over and over ("Isabella is idle"), so caching by
-    text saves most encode calls; misses of one call are encoded in a single batch. A lock
-    serialises encoding because agents' steps may run in threads.
+    text saves most encode calls; misses of one call are encoded in a single batch.
     """
 
     name = "all-MiniLM-L6-v2"
@@ -92,16 +151,11 @@ class MiniLMEmbedder:
         """`threads`, if given, sets torch's (process-wide) intra-op thread count at load:
         on a small CPU shared with a local LLM, 1 thread can be several times faster than
         threads that spin-wait for a busy core."""
+        super().__init__(cache_size, batch_size)
         self.device = device
         self.threads = threads
-        self.cache_size = cache_size
-        self.batch_size = batch_size
         self._path = Path(path) if path is not None else None
         self._model: Any = None
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def _load(self) -> Any:
         """Load the model from disk; offline flags first so nothing can reach the Hub."""
@@ -127,41 +181,15 @@ class MiniLMEmbedder:
             self._model = model
         return self._model
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts, encoding only those not cached, in one batch."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts, not a single str")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with self._lock:
-            missing: dict[str, list[int]] = {}
-            for i, t in enumerate(texts):
-                v = self._cache.get(t)
-                if v is None:
-                    missing.setdefault(t, []).append(i)
-                else:
-                    self._cache.move_to_end(t)
-                    out[i] = v
-                    self.hits += 1
-            if missing:
-                new = list(missing)
-                self.misses += len(new)
-                vecs = self._load().encode(
-                    new,
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-                vecs = _normalise_rows(np.asarray(vecs, dtype=np.float32).reshape(len(new), -1))
-                for t, v in zip(new, vecs):
-                    out[missing[t]] = v
-                    if self.cache_size > 0:
-                        v = v.copy()
-                        v.flags.writeable = False
-                        self._cache[t] = v
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return out
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vecs = self._load().encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return _normalise_rows(np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1))
 
     def __repr__(self) -> str:
         return f"MiniLMEmbedder(device={self.device!r}, loaded={self._model is not None})"
@@ -201,8 +229,7 @@ class HashEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed each text independently (no model, no state)."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts, not a single str")
+        _check_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             out[i] = self._vector(t)
@@ -212,7 +239,7 @@ class HashEmbedder:
         return f"HashEmbedder(dim={self.dim})"
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(_CachedEmbedder):
     """An OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, Ollama, vLLM, llama.cpp, ...).
 
     Spec: ``openai-embed:BASE_URL#model=NAME[&dim=N][&key_env=VAR][&timeout=S]``. The API key
@@ -220,8 +247,9 @@ class OpenAIEmbedder:
     the dimension is probed with one request when the embedder is built (a run records it
     before anything is embedded). ``name`` (recorded by the run) is
     ``openai-embed:BASE_URL#model=NAME``: another server or model is another embedder.
-    Rows are L2-normalised here (not every server does it); texts are cached in memory;
-    timeouts, connection errors, 429 and 5xx are retried with jittered backoff (tenacity).
+    Rows are L2-normalised here (not every server does it); texts are cached in memory and
+    misses requested in batches of ``batch_size``; timeouts, connection errors, 429 and 5xx
+    are retried with jittered backoff (tenacity).
     """
 
     def __init__(self, base_url: str, model: str, *, dim: int | None = None,
@@ -232,6 +260,8 @@ class OpenAIEmbedder:
 
         from agents.llm.openai_compat import NO_KEY, _Redactor, check_base_url
 
+        super().__init__(cache_size, batch_size)
+        self._request_size = batch_size
         if not model:
             raise ValueError("openai-embed: needs a model name: openai-embed:URL#model=NAME")
         self.base_url = check_base_url(base_url)
@@ -240,14 +270,10 @@ class OpenAIEmbedder:
         self.timeout = float(timeout)
         self.attempts = attempts
         self.backoff = backoff
-        self.batch_size = batch_size
-        self.cache_size = cache_size
         key = os.environ.get(api_key_env) if api_key_env else None
         self._redact = _Redactor(key)
         self._client = openai.OpenAI(api_key=key or NO_KEY, base_url=self.base_url,
                                      timeout=self.timeout, max_retries=0)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
         self.requests = 0
         if dim is None:
             dim = int(self._request(["dimension probe"]).shape[1])
@@ -255,6 +281,9 @@ class OpenAIEmbedder:
 
     def __repr__(self) -> str:
         return f"OpenAIEmbedder({self.name!r}, dim={self.dim})"
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._request(texts)
 
     def _request(self, texts: list[str]) -> np.ndarray:
         from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,
@@ -296,31 +325,6 @@ class OpenAIEmbedder:
             raise ModelError(f"{self.name}: got embeddings of shape {arr.shape}, "
                              f"expected (n, {expected or 'dim'})")
         return _normalise_rows(arr)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts, requesting only those not cached, in batches of ``batch_size``."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts, not a single str")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with self._lock:
-            missing: dict[str, list[int]] = {}
-            for i, t in enumerate(texts):
-                v = self._cache.get(t)
-                if v is None:
-                    missing.setdefault(t, []).append(i)
-                else:
-                    self._cache.move_to_end(t)
-                    out[i] = v
-            new = list(missing)
-            for lo in range(0, len(new), self.batch_size):
-                chunk = new[lo:lo + self.batch_size]
-                for t, v in zip(chunk, self._request(chunk)):
-                    out[missing[t]] = v
-                    if self.cache_size > 0:
-                        self._cache[t] = v
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
 
 
 def _openai_embedder(spec: str) -> OpenAIEmbedder:

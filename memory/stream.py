@@ -3,9 +3,10 @@
 Records live in a Python list for readability; everything retrieval needs (embeddings,
 importance, created, last access, kind) lives in preallocated numpy arrays grown by doubling,
 so scoring thousands of memories is a matrix-vector product, not a Python loop. From
-`MemoryStream.INDEX_MIN` records on, that product reads an int8 copy of the rows and only a
-provable shortlist is re-scored exactly (memory/retrieval.py: `bounded_top_k`): the same
-top-k, bit for bit, for a quarter of the memory traffic.
+`MemoryStream.KERNEL_MIN` records on (compiled scan) or `INDEX_MIN` (torch's kernel, when no
+C compiler is available), that product reads an int8 copy of the rows and only a provable
+shortlist is re-scored exactly (memory/retrieval.py: `bounded_top_k`): the same top-k, bit
+for bit, for a quarter of the memory traffic.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from memory.retrieval import (
     F32_EPS,
     RECENCY_DECAY,
     Int8Blocks,
+    Int8Flat,
     RetrievalWeights,
+    _Kernel,
     Static,
     bounded_top_k,
     exact_relevance,
@@ -177,6 +180,7 @@ class MemoryStream:
         self._next_id = next_id if next_id is not None else self._local_id
         self._a = _Arrays(np.zeros((max(1, capacity), self.dim), dtype=np.float32))
         self._index: Int8Blocks | None = None  # built once the stream reaches INDEX_MIN rows
+        self._flat: Int8Flat | None = None  # the compiled scan's rows, from KERNEL_MIN rows on
         # kept up to date on every write, so a retrieval need not scan for them
         self._imp_hist = np.zeros(11, dtype=np.int64)  # records per importance 1..10
         self._acc_range: tuple[float, float] | None = None  # (min, max) of accessed; None: stale
@@ -348,10 +352,13 @@ class MemoryStream:
             return [[] for _ in range(q.shape[0])]
 
         a = self._a
-        approx, eps = self._scan(q, n)  # (q, n) relevance within eps of the exact one
+        flat = self._flat_index(n)
+        if flat is None:
+            approx, eps = self._scan(q, n)  # (q, n) relevance within eps of the exact one
+            if rows is not None:
+                approx = approx[:, rows]
         static = self._static(n, decay)
         if rows is not None:
-            approx = approx[:, rows]
             static = Static(static.importance[rows], static.accessed[rows],
                             static.importance32[rows],
                             None if static.growth is None else static.growth[rows], static.ref)
@@ -364,8 +371,20 @@ class MemoryStream:
             def exact_rel(idx: np.ndarray, qj: np.ndarray = q64[j]) -> np.ndarray:
                 return exact_relevance(a.emb[idx if rows is None else rows[idx]], qj)
 
-            best, total, rec_n, imp_n, rel_n = bounded_top_k(
-                approx[j], float(eps[j]), static, now_s, k, weights, exact_rel, decay)
+            if flat is not None:  # one compiled pass per query (its buffer is reused)
+                with flat.lock:
+                    r_j, eps_j, hi, lo, near, n_hi = flat.scan(q[j])
+                    if rows is None:
+                        best, total, rec_n, imp_n, rel_n = bounded_top_k(
+                            r_j, eps_j, static, now_s, k, weights, exact_rel, decay,
+                            kern=flat, ext=(hi, lo), near=(near, n_hi))
+                    else:
+                        best, total, rec_n, imp_n, rel_n = bounded_top_k(
+                            r_j[rows], eps_j, static, now_s, k, weights, exact_rel, decay,
+                            kern=flat)
+            else:
+                best, total, rec_n, imp_n, rel_n = bounded_top_k(
+                    approx[j], float(eps[j]), static, now_s, k, weights, exact_rel, decay)
             out = []
             for i, t, rc, im, rl in zip(best.tolist(), total.tolist(), rec_n.tolist(),
                                          imp_n.tolist(), rel_n.tolist()):
@@ -382,6 +401,24 @@ class MemoryStream:
     INDEX_MIN = 4096
     """Rows from which an int8 index (memory/retrieval.py: Int8Blocks) scans the stream;
     below it float32 is already fast (and needs no torch)."""
+
+    KERNEL_MIN = 256
+    """Rows from which the compiled int8 scan (memory/retrieval.py: Int8Flat) is used when
+    it could be built; below it (or without it) `_scan` does the work."""
+
+    def _flat_index(self, n: int) -> Int8Flat | None:
+        """The compiled scan's int8 rows, brought up to n rows; None if not in use."""
+        flat = self._flat
+        if flat is None:
+            if n < self.KERNEL_MIN or self.dim > 16384:  # int32 sums: 255*127*dim < 2**31
+                return None
+            lib = _Kernel.get()
+            if lib is None:
+                return None
+            flat = self._flat = Int8Flat(self.dim, lib, capacity=self.capacity)
+        with flat.lock:
+            flat.extend(self._a.emb, n)
+        return flat
 
     def _scan(self, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Relevance of every row to each query, approximately: (q, n) and a bound per query.
@@ -407,7 +444,12 @@ class MemoryStream:
         (int8 with its per-row terms in the index, float32 below it) plus the float32
         importance and recency-growth columns (the shortlist's exact re-score reads more,
         for a few dozen records)."""
-        emb = self._index.nbytes_per_row if self._index is not None else 4 * self.dim
+        if self._flat is not None:
+            emb = self._flat.nbytes_per_row
+        elif self._index is not None:
+            emb = self._index.nbytes_per_row
+        else:
+            emb = 4 * self.dim
         return emb + 4 + 4
 
     def _touch(self, rows: Sequence[int], now: datetime) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from memory.retrieval import (
+    KERNEL_ENV,
     Int8Blocks,
     RetrievalWeights,
     Static,
@@ -73,7 +74,8 @@ def test_retrieve_equals_exact_scoring(n: int) -> None:
         now += timedelta(minutes=7)
 
 
-def test_int8_index_is_used_and_still_exact() -> None:
+def test_int8_index_is_used_and_still_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KERNEL_ENV, "0")  # the torch fallback (the compiled scan: its own tests)
     if not Int8Blocks.available():
         pytest.skip("torch's int8 kernel is not available here (float32 scan only)")
     rng = np.random.default_rng(1)

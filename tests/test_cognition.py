@@ -101,38 +101,64 @@ def test_agents_walk_on_walkable_tiles_one_step_at_a_time(tmp_path):
 
 
 # -- conversation --------------------------------------------------------------------------
-def _chatty(end_after: int = 3):
+def names_of(req) -> tuple[str, str]:
+    """The two participants of a `conversation` request, initiator first (its schema)."""
+    return tuple(req.schema["properties"]["lines"]["items"]["properties"]["speaker"]["enum"])
+
+
+def after(name: str, note: str = "We will meet at the cafe later") -> dict:
+    return {"person": name, "note": note, "next_action": "walk to the cafe",
+            "place": "Hobbs Cafe", "minutes": 15}
+
+
+def dialogue(req, texts: list[str], notes: tuple[str, str] = ("We will meet at the cafe later",) * 2):
+    a, b = names_of(req)
+    return {"lines": [{"speaker": (a, b)[i % 2], "text": t} for i, t in enumerate(texts)],
+            "after_a": after(a, notes[0]), "after_b": after(b, notes[1])}
+
+
+def _chatty(lines: int = 3):
     counter = {"n": 0}
 
-    def utter(req):
+    def talk(req):
         counter["n"] += 1
-        return {"utterance": f"this is line {counter['n']}", "end": counter["n"] % end_after == 0}
+        return dialogue(req, [f"this is line {i + 1} of talk {counter['n']}" for i in range(lines)])
 
     return by_purpose({"react": lambda r: {"decision": "talk", "reason": "friends"},
-                       "converse": lambda r: (utter(r) if "utterance" in r.schema["properties"]
-                                              else {"note": "We will meet at the cafe later",
-                                                    "next_action": "walk to the cafe",
-                                                    "place": "Hobbs Cafe", "minutes": 15})})
+                       "converse": talk})
 
 
 def test_conversation_ends_is_remembered_and_cools_down(tmp_path):
     cfg = SimConfig(cooldown_minutes=60, react_cooldown_minutes=1)
-    model, _ = build_model(tmp_path, responder=_chatty(end_after=3), config=cfg)
+    model, _ = build_model(tmp_path, responder=_chatty(lines=3), config=cfg)
     for _ in range(200):
         model.step()
     conn = db(tmp_path / "run.db")
     convs = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
     assert convs, "agents who meet and decide to talk must hold a conversation"
     c = convs[0]
-    assert c["utterances"] == 3 and c["ended_by"] in {r["name"] for r in conn.execute("SELECT name FROM agents")}
+    names = {r["id"]: r["name"] for r in conn.execute("SELECT id, name FROM agents")}
+    assert c["utterances"] == 3 and c["ended_by"] == names[c["agent_a"]]  # who spoke last
+    assert c["step_end"] == c["step_start"] + 2  # one line a step, as the replay shows them
     lines = conn.execute("SELECT * FROM utterances WHERE conversation_id = ? ORDER BY idx",
                          (c["id"],)).fetchall()
     assert [r["speaker_id"] for r in lines] == [c["agent_a"], c["agent_b"], c["agent_a"]]
-    assert all(r["call_id"] for r in lines)
+    assert [r["step"] for r in lines] == [c["step_start"] + i for i in range(3)]
+    # the whole dialogue and both notes come from one recorded call
+    assert len({r["call_id"] for r in lines}) == 1 and lines[0]["call_id"]
+    call = conn.execute("SELECT * FROM llm_calls WHERE id = ?", (lines[0]["call_id"],)).fetchone()
+    assert call["purpose"] == "converse" and call["agent_id"] == c["agent_a"]
+    assert conn.execute("SELECT count(*) FROM llm_calls WHERE purpose = 'converse'").fetchone()[0] \
+        == len(convs)
     for aid in (c["agent_a"], c["agent_b"]):  # both remember it, and note what it means
         kinds = {r["kind"] for r in conn.execute(
             "SELECT kind FROM memories WHERE agent_id = ? AND step >= ?", (aid, c["step_start"]))}
         assert {"chat", "plan"} <= kinds
+        # ... and re-plan: the note's next action follows the conversation
+        acts = conn.execute("SELECT * FROM plans WHERE agent_id = ? AND step > ? AND level = 'action'"
+                            " ORDER BY step LIMIT 1", (aid, c["step_start"])).fetchone()
+        assert acts["description"] == "walk to the cafe" and acts["place"] == "Hobbs Cafe"
+        assert acts["step"] == c["step_end"] + 1  # the step after its last line
     # the cool-down: the same pair does not talk again within 60 game minutes (360 steps)
     pairs = {}
     for cv in convs:
@@ -145,12 +171,83 @@ def test_conversation_ends_is_remembered_and_cools_down(tmp_path):
 
 
 def test_conversation_cap(tmp_path):
-    cfg = SimConfig(max_utterances=4)
-    model, _ = build_model(tmp_path, responder=_chatty(end_after=1000), config=cfg)
+    cfg = SimConfig(max_utterances=3)
+    model, _ = build_model(tmp_path, responder=_chatty(lines=4), config=cfg)
     for _ in range(100):
         model.step()
     conv = db(tmp_path / "run.db").execute("SELECT * FROM conversations").fetchone()
-    assert conv["utterances"] == 4 and conv["ended_by"].startswith("cap")
+    assert conv["utterances"] == 3 and conv["ended_by"] == "cap (3 utterances)"
+
+
+def test_a_dialogue_that_repeats_itself_or_an_earlier_talk_is_asked_again(tmp_path):
+    """The `_fresh` guard: a line said before in the dialogue, or in an earlier conversation
+    of the same pair (as either remembers it), is rejected and re-asked (recorded invalid)."""
+    script = [
+        ["Hello there, neighbour!", "Hello there, neighbour!"],  # repeats itself
+        ["Good morning, how are you?", "Fine, thanks for asking."],
+        ["Good morning, how are you?", "Fine, thanks for asking."],  # repeats their first talk
+        ["Lovely weather for a walk today.", "Yes, I am off to the park."],
+    ]
+    asked: dict[frozenset, int] = {}
+
+    def talk(req):
+        pair = frozenset(names_of(req))
+        n = asked[pair] = asked.get(pair, 0) + 1
+        return dialogue(req, script[n - 1] if n <= len(script) else
+                        [f"More news, part {n}?", f"Not today, sorry ({n})."])
+
+    cfg = SimConfig(cooldown_minutes=0, react_cooldown_minutes=0)  # talk again when free
+    model, _ = build_model(tmp_path, responder=by_purpose({
+        "react": lambda r: {"decision": "talk", "reason": "friends"}, "converse": talk}), config=cfg)
+    for _ in range(300):
+        model.step()
+        if max(asked.values(), default=0) >= 4:
+            break
+    conn = db(tmp_path / "run.db")
+    calls = [c for c in conn.execute("SELECT c.*, u.text FROM llm_calls c LEFT JOIN utterances u"
+                                     " ON u.call_id = c.id AND u.idx = 0"
+                                     " WHERE c.purpose = 'converse' ORDER BY c.id")]
+    pair = next(p for p, n in asked.items() if n >= 4)
+    speakers = lambda c: frozenset(  # noqa: E731
+        json.loads(c["schema"])["properties"]["lines"]["items"]["properties"]["speaker"]["enum"])
+    mine = [c for c in calls if speakers(c) == pair][:4]
+    assert [bool(c["invalid"]) for c in mine] == [True, False, True, False]
+    assert "repeats an earlier line of the conversation" in mine[0]["invalid"]
+    assert "repeats an earlier line of theirs" in mine[2]["invalid"]
+    assert [c["text"] for c in mine] == [None, "Good morning, how are you?", None,
+                                         "Lovely weather for a walk today."]
+
+
+def test_speakers_must_take_turns_starting_with_the_initiator(tmp_path):
+    from agents.converse import check, usable
+
+    a, b = "Ann Lee", "Bob Diaz"
+    ok = [{"speaker": a, "text": "Hi Bob!"}, {"speaker": b, "text": "Hi Ann!"}]
+    assert check({"lines": ok}, a, b, set()) is None
+    assert "take turns, Ann Lee first" in check({"lines": ok[::-1]}, a, b, set())
+    assert "take turns" in check({"lines": [ok[0], ok[0] | {"text": "Again?"}]}, a, b, set())
+    assert "theirs" in check({"lines": ok}, a, b, {"hi ann"})  # said in an earlier talk
+    # a dialogue that stops making one after two lines is kept up to there
+    looping = ok + [{"speaker": a, "text": "Hi Bob."}, {"speaker": b, "text": "Bye!"}]
+    assert check({"lines": looping}, a, b, set()) is None
+    assert usable(looping, a, b, set()) == (2, "line 3 repeats an earlier line of the conversation")
+
+
+def test_a_looping_dialogue_is_cut_where_it_starts_repeating(tmp_path):
+    def talk(req):
+        return dialogue(req, ["Good morning, how are you?", "Fine, thanks for asking.",
+                              "Good morning, how are you?", "Fine, thanks for asking."])
+
+    model, _ = build_model(tmp_path, responder=by_purpose({
+        "react": lambda r: {"decision": "talk", "reason": "friends"}, "converse": talk}))
+    for _ in range(100):
+        model.step()
+    conn = db(tmp_path / "run.db")
+    c = conn.execute("SELECT * FROM conversations ORDER BY id").fetchone()
+    assert c["utterances"] == 2
+    ev = conn.execute("SELECT description FROM events WHERE kind = 'conversation'"
+                      " AND description LIKE '%cut after%'").fetchone()
+    assert "cut after 2 of 4 lines: line 3 repeats" in ev["description"]
 
 
 # -- reflection ----------------------------------------------------------------------------
@@ -266,15 +363,15 @@ WHERE m.description LIKE '%party%' GROUP BY a.name ORDER BY since"""  # as in do
 
 
 def test_seeded_news_spreads_and_the_documented_query_finds_who_knows(tmp_path):
-    def utter(req):
-        host = "party" in req.messages[0]["content"]  # the speaker's identity knows of it
-        return {"utterance": "Come to my Valentine's party at Hobbs Cafe!" if host else "Sounds lovely.",
-                "end": not host}
+    def talk(req):
+        a, b = names_of(req)
+        tom_first = a == "Tom Moreno"  # only Tom knows of the party (his identity and memories)
+        lines = ["Come to my Valentine's party at Hobbs Cafe!", "Sounds lovely, I will come."]
+        return dialogue(req, lines if tom_first else [f"Hello {b}, nice day.", "Hi, it is indeed."],
+                        notes=("I will go to the party",) * 2)
 
     responder = by_purpose({"react": lambda r: {"decision": "talk", "reason": "say hello"},
-                            "converse": lambda r: utter(r) if "utterance" in r.schema["properties"]
-                            else {"note": "I will go to the party", "next_action": "walk to the cafe",
-                                  "place": "Hobbs Cafe", "minutes": 15}})
+                            "converse": talk})
     model, _ = build_model(tmp_path, responder=responder)
     for _ in range(120):
         model.step()

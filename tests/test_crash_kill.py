@@ -77,7 +77,7 @@ def snapshot(db: Path, to: Path) -> Path:
 
 def test_sigkill_at_random_steps_then_resume_is_identical_with_the_cache(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    kills = sorted(rng.sample(range(1, STEPS - 10), 3))
+    kills = sorted(rng.sample(range(1, STEPS - 80), 3))  # room left: steps can be very fast
     cache = tmp_path / "cache" / "responses.db"
     cut = [tmp_path / f"cut{i}.db" for i in range(len(kills))]
     whole = tmp_path / "whole.db"

@@ -37,26 +37,22 @@ SNAPSHOTS = Path(__file__).parent / "snapshots" / "inspector"
 
 
 # --------------------------------------------------------------------------- the recorded run
-def _lines_so_far(req) -> int:  # noqa: ANN001
-    text = req.messages[-1]["content"]
-    if "The conversation so far:" not in text:
-        return 0
-    part = text.split("The conversation so far:", 1)[1].split("\n\n", 1)[0]
-    return len([ln for ln in part.strip().splitlines() if ": " in ln])
-
-
 def _ratings(req):  # noqa: ANN001, ANN202
     """Memories about the party matter (9), the rest 2..7 (varied, deterministic)."""
     lines = re.findall(r"^\d+\. (.*)$", req.messages[-1]["content"], re.M)
     return {"ratings": [9 if "party" in ln.lower() else 2 + len(ln) % 6 for ln in lines]}
 
 
-def _utterance(req):  # noqa: ANN001, ANN202
-    n = _lines_so_far(req)
+def _dialogue(req):  # noqa: ANN001, ANN202
+    """One call writes the whole conversation (agents/prompts/conversation.toml)."""
+    a, b = req.schema["properties"]["lines"]["items"]["properties"]["speaker"]["enum"]
     lines = ("Are you coming to the Valentine's Day party at Hobbs Cafe tomorrow?",
              "Yes, I will be there at five. Shall I bring flowers?",
              "Please do. See you there!")
-    return {"utterance": lines[min(n, 2)], "end": n >= 2}
+    after = {"note": "We will meet at the cafe later", "next_action": "walk to the cafe",
+             "place": "Hobbs Cafe", "minutes": 15}
+    return {"lines": [{"speaker": (a, b)[i % 2], "text": t} for i, t in enumerate(lines)],
+            "after_a": {"person": a, **after}, "after_b": {"person": b, **after}}
 
 
 def _insights(req):  # noqa: ANN001, ANN202
@@ -69,9 +65,7 @@ def responder():  # noqa: ANN201
     return by_purpose({
         "importance": _ratings,
         "react": lambda r: {"decision": "talk", "reason": "to invite them to the party"},
-        "converse": lambda r: (_utterance(r) if "utterance" in r.schema["properties"] else
-                               {"note": "We will meet at the cafe later", "next_action": "walk to the cafe",
-                                "place": "Hobbs Cafe", "minutes": 15}),
+        "converse": _dialogue,
         "reflect": lambda r: (_insights(r) if "insights" in r.schema["properties"] else
                               {"questions": ["Who is coming to the party?", "What do they plan?",
                                              "Who talks to whom?"]}),
@@ -139,6 +133,20 @@ async def settle(pilot, app) -> None:  # noqa: ANN001
     await pilot.pause()
 
 
+async def press(pilot, app, *keys: str) -> None:  # noqa: ANN001
+    """Press the keys, then let the app settle."""
+    await pilot.press(*keys)
+    await settle(pilot, app)
+
+
+async def open_first_row(pilot, app, view_key: str, table_id: str) -> int:  # noqa: ANN001
+    """Open a view by its key, then the first row of a table in it (Enter); the row's key."""
+    await press(pilot, app, view_key)
+    key = rows_of(app.query_one(table_id, DataTable))[0][0]
+    await press(pilot, app, "enter")
+    return int(key)
+
+
 def app_for(path: Path, **kw) -> InspectorApp:  # noqa: ANN003
     return InspectorApp(ReplayReader(path), **kw)
 
@@ -160,11 +168,9 @@ def test_selecting_an_agent_shows_its_memories(run_db):
     async def go():
         app = app_for(run_db, start=120)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("1")
-            await settle(pilot, app)
+            await press(pilot, app, "1")
             assert app.query_one("#views").active == "town"
-            await pilot.press("down", "down", "enter")  # the third agent, opened
-            await settle(pilot, app)
+            await press(pilot, app, "down", "down", "enter")  # the third agent, opened
             assert app.agent_id == 3 and app.query_one("#views").active == "agent"
             shown = rows_of(app.query_one("#mem-table", DataTable))
             want = q(run_db, "SELECT id, description FROM memories WHERE agent_id = 3 AND step <= 120"
@@ -172,8 +178,7 @@ def test_selecting_an_agent_shows_its_memories(run_db):
             assert [int(k) for k, _ in shown] == [r["id"] for r in want]
             assert shown[0][1][-1].rstrip("…") in want[0]["description"]
             # ] selects the next agent: its memories replace them
-            await pilot.press("right_square_bracket")
-            await settle(pilot, app)
+            await press(pilot, app, "right_square_bracket")
             ids = {int(k) for k, _ in rows_of(app.query_one("#mem-table", DataTable))}
             assert app.agent_id == 4 and ids and all(i // 1_000_000 == 4 for i in ids)
     run(go())
@@ -200,8 +205,7 @@ def test_memory_filter_search_and_sort(run_db):
             imps = [int(c[2]) for _, c in rows_of(table)]
             assert imps == sorted(imps, reverse=True)
             # the keys: t cycles the type, / focuses the search box
-            await pilot.press("t")
-            await settle(pilot, app)
+            await press(pilot, app, "t")
             assert {c[1] for _, c in rows_of(table)} <= {"observation"}
             await pilot.press("slash")
             await pilot.pause()
@@ -216,12 +220,10 @@ def test_retrieval_probe_matches_the_memory_stream(run_db):
     async def go():
         app = app_for(run_db, start=step, agent=agent)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("3", "slash")
-            await settle(pilot, app)
+            await press(pilot, app, "3", "slash")
             assert app.focused.id == "probe-query"
             await pilot.press(*query)
-            await pilot.press("enter")
-            await settle(pilot, app)
+            await press(pilot, app, "enter")
             view = app.query_one("#probe-view")
             return view.result, rows_of(app.query_one("#probe-table", DataTable))
 
@@ -277,15 +279,9 @@ def test_opening_a_reflection_lists_its_evidence(run_db):
     async def go():
         app = app_for(run_db, agent=1)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("r")
-            await settle(pilot, app)
-            table = app.query_one("#refl-table", DataTable)
-            key = rows_of(table)[0][0]
-            await pilot.press("enter")
-            await settle(pilot, app)
-            assert isinstance(app.screen, MemoryScreen) and app.screen.memory_id == int(key)
-            ev = rows_of(app.screen.query_one("#mem-evidence", DataTable))
-            return int(key), ev
+            key = await open_first_row(pilot, app, "r", "#refl-table")
+            assert isinstance(app.screen, MemoryScreen) and app.screen.memory_id == key
+            return key, rows_of(app.screen.query_one("#mem-evidence", DataTable))
 
     rid, ev = run(go())
     want = q(run_db, "SELECT e.id, e.description FROM memory_evidence x JOIN memories e"
@@ -316,14 +312,9 @@ def test_opening_a_model_call_shows_its_prompt(run_db):
     async def go():
         app = app_for(run_db)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("4")
-            await settle(pilot, app)
-            table = app.query_one("#calls-table", DataTable)
-            key = rows_of(table)[0][0]
-            await pilot.press("enter")
-            await settle(pilot, app)
+            key = await open_first_row(pilot, app, "4", "#calls-table")
             assert isinstance(app.screen, CallScreen)
-            return int(key), text_of(app.screen.query_one("#call-text", Static))
+            return key, text_of(app.screen.query_one("#call-text", Static))
 
     cid, text = run(go())
     row = q(run_db, "SELECT * FROM llm_calls WHERE id = ?", (cid,))[0]
@@ -338,10 +329,8 @@ def test_calls_filter_and_totals_by_purpose(run_db):
     async def go():
         app = app_for(run_db, agent=2)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("4")
-            await settle(pilot, app)
-            await pilot.press("a", "t", "t")  # the selected agent; purpose: importance, then plan
-            await settle(pilot, app)
+            await press(pilot, app, "4")
+            await press(pilot, app, "a", "t", "t")  # the selected agent; purpose: importance, then plan
             calls = rows_of(app.query_one("#calls-table", DataTable))
             totals = rows_of(app.query_one("#calls-totals", DataTable))
             return calls, totals
@@ -359,8 +348,7 @@ def test_plan_view_marks_the_action_in_force(run_db):
     async def go():
         app = app_for(run_db, start=100, agent=1)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("p")
-            await settle(pilot, app)
+            await press(pilot, app, "p")
             return rows_of(app.query_one("#plan-table", DataTable))
 
     rows = run(go())
@@ -385,21 +373,16 @@ def test_moving_the_timeline_changes_the_overview(run_db):
     async def go():
         app = app_for(run_db, start=a)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("1")
-            await settle(pilot, app)
+            await press(pilot, app, "1")
             seen = [{c[0]: c[1] for _, c in rows_of(app.query_one("#agents", DataTable))}]
-            await pilot.press("g", *str(b), "enter")  # go to a step
-            await settle(pilot, app)
+            await press(pilot, app, "g", *str(b), "enter")  # go to a step
             seen.append({c[0]: c[1] for _, c in rows_of(app.query_one("#agents", DataTable))})
             assert app.step == b
-            await pilot.press("comma", "comma", "full_stop")  # back two, on one
-            await settle(pilot, app)
+            await press(pilot, app, "comma", "comma", "full_stop")  # back two, on one
             assert app.step == b - 1
-            await pilot.press("g", *"07:10", "enter")  # by game time
-            await settle(pilot, app)
+            await press(pilot, app, "g", *"07:10", "enter")  # by game time
             step_at_time = app.step
-            await pilot.press("greater_than_sign")  # ten game minutes on
-            await settle(pilot, app)
+            await press(pilot, app, "greater_than_sign")  # ten game minutes on
             return seen, step_at_time, app.step, text_of(app.query_one("#timeline"))
 
     seen, at_time, later, timeline = run(go())
@@ -418,8 +401,7 @@ def test_follow_shows_steps_written_after_the_app_started(tmp_path):
     async def go():
         app = InspectorApp(ReplayReader(path), follow=True, poll_s=0.05)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("1")
-            await settle(pilot, app)
+            await press(pilot, app, "1")
             assert app.step == 5
             await asyncio.to_thread(lambda: [model.step() for _ in range(25)])
             for _ in range(100):
@@ -446,10 +428,8 @@ def test_interview_from_the_tui_is_recorded_and_changes_nothing_else(db_copy):
     async def go():
         app = app_for(db_copy, start=100, agent=2)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("5", "slash")
-            await settle(pilot, app)
-            await pilot.press(*"Are you going to the party?", "enter")
-            await settle(pilot, app)
+            await press(pilot, app, "5", "slash")
+            await press(pilot, app, *"Are you going to the party?", "enter")
             view = app.query_one("#interview-view")
             return view.last_answer, view.last_error, text_of(app.query_one("#ask-text", Static))
 
@@ -469,8 +449,7 @@ def test_browsing_never_writes(db_copy):
         app = app_for(db_copy, start=50)
         async with app.run_test(size=SIZE) as pilot:
             for key in ("1", "i", "p", "c", "r", "4", "full_stop"):
-                await pilot.press(key)
-                await settle(pilot, app)
+                await press(pilot, app, key)
 
     run(go())
     assert hashlib.sha256(db_copy.read_bytes()).hexdigest() == digest
@@ -538,8 +517,7 @@ def test_snapshots_of_the_main_screens(run_db, tmp_path):
             await settle(pilot, app)
             for name, keys in SCREENS:
                 for key in keys:
-                    await pilot.press(key)
-                await settle(pilot, app)
+                    await press(pilot, app, key)
                 shots[name] = _normalise(app.export_screenshot(title=f"village inspect: {name}"))
         return shots
 

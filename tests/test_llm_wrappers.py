@@ -180,6 +180,23 @@ def test_accounting_counts_retries_and_failures() -> None:
     assert acc.by_agent()["(none)"]["calls"] == 2
 
 
+class TransientThenPermanent(Flaky):
+    """Fails transiently ``failures`` times, then for good (a permanent error)."""
+
+    def complete(self, request: Request) -> Response:
+        self.calls += 1
+        raise (TransientModelError if self.calls <= self.failures else ModelError)(f"boom {self.calls}")
+
+
+def test_permanent_error_after_retries_counts_them() -> None:
+    acc = Accounting()
+    flaky = TransientThenPermanent(failures=2)
+    with pytest.raises(ModelError, match="boom 3") as info:
+        AccountingModel(RetryingModel(flaky, attempts=5, sleep=no_sleep), acc).complete(req(purpose="p"))
+    assert flaky.calls == 3 and info.value.attempts == 3
+    assert (acc.totals()["retries"], acc.totals()["failures"]) == (2, 1)
+
+
 def test_accounting_thread_safe() -> None:
     acc = Accounting()
     model = AccountingModel(ScriptedModel(lambda r: "w"), acc)
@@ -217,3 +234,24 @@ def test_wrappers_forward_protocol(tmp_path: Path) -> None:
         assert isinstance(model, LanguageModel)
         assert (model.name, model.context_window, model.max_concurrency) == ("flaky", 100, 4)
         assert model.count_tokens("anything") == 7
+
+
+def test_a_call_that_fails_for_good_is_recorded_with_its_retries(tmp_path: Path) -> None:
+    """The database, not just the accounting, says how many retries a failed call made."""
+    import sqlite3
+    from datetime import datetime
+
+    from village.recorder import Recorder
+
+    rec = Recorder(tmp_path / "run.db")
+    rec.start_run(scenario="t", scenario_toml="", seed=1, llm="flaky", embedder="hash",
+                  embedder_dim=8, seconds_per_step=10, game_start="2023-02-13T07:00:00")
+    model = RecordingModel(RetryingModel(TransientThenPermanent(failures=2), attempts=5,
+                                         sleep=no_sleep), rec.call)
+    with pytest.raises(ModelError):
+        model.complete(req(purpose="p"))
+    rec.commit_step(1, datetime(2023, 2, 13, 7, 0, 10), 1.0)
+    rec.close()
+    row = sqlite3.connect(tmp_path / "run.db").execute(
+        "SELECT retries, error FROM llm_calls").fetchone()
+    assert row[0] == 2 and "boom 3" in row[1]

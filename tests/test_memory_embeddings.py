@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from memory.embeddings import Embedder, HashEmbedder, MiniLMEmbedder, load_embedder
+from memory.embeddings import Embedder, HashEmbedder, MiniLMEmbedder, _CachedEmbedder, load_embedder
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -149,3 +149,41 @@ def test_minilm_is_thread_safe(minilm: MiniLMEmbedder) -> None:
     fresh = MiniLMEmbedder()
     for batch, got in zip(texts, parallel):
         np.testing.assert_allclose(got, fresh.embed(batch), atol=1e-5)
+
+
+class _Counting(_CachedEmbedder):
+    """The shared LRU cache over a hash embedder, counting what reaches ``_encode``."""
+
+    name, dim = "counting", 8
+
+    def __init__(self, cache_size: int = 10, request_size: int | None = None) -> None:
+        super().__init__(cache_size, batch_size=4)
+        self._request_size = request_size
+        self.encoded: list[list[str]] = []
+        self._hash = HashEmbedder(self.dim)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded.append(list(texts))
+        return self._hash.embed(texts)
+
+
+def test_cached_embedder_encodes_misses_once_in_requests_of_the_size() -> None:
+    e = _Counting(request_size=2)
+    v = e.embed(["a", "b", "a", "c", "d", "e"])
+    assert e.encoded == [["a", "b"], ["c", "d"], ["e"]] and (e.hits, e.misses) == (0, 5)
+    np.testing.assert_array_equal(v, HashEmbedder(8).embed(["a", "b", "a", "c", "d", "e"]))
+    np.testing.assert_array_equal(e.embed(["e", "a"]), v[[5, 0]])
+    assert len(e.encoded) == 3 and (e.hits, e.misses) == (2, 5)
+    assert e.embed([]).shape == (0, 8) and len(e.encoded) == 3
+    with pytest.raises(TypeError):
+        e.embed("a")
+
+
+def test_cached_embedder_one_request_by_default_and_lru_bound() -> None:
+    e = _Counting(cache_size=2)
+    e.embed(["a", "b", "c"])
+    assert e.encoded == [["a", "b", "c"]] and list(e._cache) == ["b", "c"]
+    e.embed(["b"])  # b becomes the most recent: a new text evicts c
+    e.embed(["d"])
+    assert list(e._cache) == ["b", "d"] and not e._cache["b"].flags.writeable
+    assert _Counting(cache_size=0).embed(["a"]).shape == (1, 8)

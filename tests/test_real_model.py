@@ -97,3 +97,17 @@ def test_the_architecture_leaves_its_traces(morning):
                       " AND step >= ?", a, b, c["step_start"])
     assert edge and edge[0]["conversations"] >= 1
     assert q(morning, "SELECT status FROM runs")[0][0] == "finished"
+
+
+def test_one_call_per_conversation_and_no_rerating(morning):
+    """The model economy (issue 8): each conversation is one recorded call (all its lines
+    cite it); a description an agent had rated is not rated again."""
+    for c in q(morning, "SELECT * FROM conversations"):
+        ids = {r[0] for r in q(morning, "SELECT call_id FROM utterances WHERE conversation_id = ?",
+                                c["id"])}
+        assert len(ids) == 1 and None not in ids
+        call = q(morning, "SELECT * FROM llm_calls WHERE id = ?", ids.pop())[0]
+        assert call["purpose"] == "converse" and call["agent_id"] == c["agent_a"]
+    dup = q(morning, "SELECT agent_id, description, count(DISTINCT call_id) AS n FROM memories"
+                     " WHERE call_id IS NOT NULL GROUP BY agent_id, description HAVING n > 1")
+    assert not dup, [tuple(r) for r in dup]

@@ -19,12 +19,14 @@ class SimConfig:
     k_converse: int = 5
     k_reflect: int = 10
     k_interview: int = 10
-    max_utterances: int = 8  # the released code caps a conversation at 8 rounds
+    max_utterances: int = 8  # cap on a conversation's lines (released code: 8 rounds; one
+    # call writes the whole dialogue, 2-6 lines, see agents/prompts/conversation.toml)
     cooldown_minutes: int = 60  # the same pair does not talk again before this
     wait_minutes: int = 5
     react_cooldown_minutes: int = 30  # do not reconsider the same person before this
-    importance_batch: int = 8  # rate new records together once this many are pending ...
-    importance_max_age_minutes: int = 30  # ... or once the oldest has waited this long
+    importance_batch: int = 20  # rate new records together once this many are pending ...
+    importance_max_age_minutes: int = 60  # ... or once the oldest has waited this long
+    # (and always before anything retrieves; a description already rated is not re-rated)
     ablate: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:

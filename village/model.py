@@ -15,6 +15,7 @@ step, and stepping it on gives what the uninterrupted run would have (resume, fo
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable
@@ -49,6 +50,54 @@ class _Unrated:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._rec, name)
+
+
+class _Resume:
+    """A coroutine started by hand (`coro.send(None)`) that stopped at `yielded` (the
+    future it waits for), to be finished by a Task: the Task waits for that future, then
+    resumes the coroutine exactly as if it had run in the Task from the start."""
+
+    def __init__(self, coro: Any, yielded: Any):
+        self.coro, self.yielded = coro, yielded
+
+    def __await__(self) -> Any:
+        try:
+            sent = yield self.yielded
+        except BaseException as exc:  # cancelled while waiting: pass it on
+            return (yield from _throw(self.coro, exc))
+        return (yield from _resume(self.coro, sent))
+
+    async def run(self) -> Any:
+        return await self
+
+
+def _resume(coro: Any, value: Any) -> Any:
+    """Drive `coro` on from a value sent into it (a generator: `yield from` it)."""
+    return (yield from _drive(coro, lambda: coro.send(value)))
+
+
+def _throw(coro: Any, exc: BaseException) -> Any:
+    return (yield from _drive(coro, lambda: coro.throw(exc)))
+
+
+def _drive(coro: Any, first: Any) -> Any:
+    try:
+        yielded = first()
+    except StopIteration as done:
+        return done.value
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            yielded = coro.send(sent)
+        except StopIteration as done:
+            return done.value
 
 
 class VillageModel(mesa.Model):
@@ -93,8 +142,12 @@ class VillageModel(mesa.Model):
         for i, res in enumerate(scenario.residents, start=1):
             self.residents.append(self.agent_class(self, res, agent_id=i))
         self.agent_by_name = {a.name: a for a in self.residents}
+        # perception cells about twice the widest vision radius: a look visits ≤ 2×2..3×3
+        self._event_cell = max(4, 2 * max((int(a.vision_radius) for a in self.residents), default=4))
         self._saved: dict[tuple[int, str], str] = {}  # checkpoint parts as last written
         self._saved_values: dict[tuple[int, str], Any] = {}  # ... and as last seen
+        self._fingerprints: dict[int, tuple] = {}  # agent id -> _agent_fingerprint at last write
+        self._fingerprint_ok: bool | None = None  # it covers checkpoint_state's keys
         self._inject: list[tuple[str, str]] = []  # whispers given at the next step (fork)
         for a in self.residents:
             self.social.add_node(a.name)
@@ -131,7 +184,7 @@ class VillageModel(mesa.Model):
     def step(self) -> None:
         t0 = time.perf_counter()
         self._deliver_injected()
-        events = EventIndex(self.visible_world_events())
+        events = EventIndex(self.visible_world_events(), cell=self._event_cell)
         # Agents think concurrently: what they read of each other is this snapshot, never
         # state another agent's think changes mid-step (that would depend on call timing).
         self.busy_at_step_start = frozenset(a.name for a in self.residents if a.busy)
@@ -145,9 +198,32 @@ class VillageModel(mesa.Model):
         self._commit((time.perf_counter() - t0) * 1000)
 
     def _gather(self, coros: Iterable[Any]) -> list[Any]:
-        """Run coroutines concurrently on the model's own loop; results in input order."""
+        """Run coroutines concurrently on the model's own loop; results in input order.
+
+        Each coroutine is started in input order and runs until it first waits; most
+        agents' `think` never waits (nothing to do, or an instant backend) and finishes
+        there, without a Task or a turn of the loop. Only those that wait are wrapped in
+        Tasks (resumed where they stopped) and gathered — the order in which the code
+        runs is the one `asyncio.gather` gives, minus its scheduling."""
         async def gather() -> list[Any]:
-            return await asyncio.gather(*coros)
+            results: list[Any] = []
+            waiting: list[tuple[int, Any]] = []
+            for i, coro in enumerate(coros):
+                try:
+                    yielded = coro.send(None)
+                except StopIteration as done:
+                    results.append(done.value)
+                    continue
+                except BaseException:
+                    for _, t in waiting:
+                        t.cancel()
+                    raise
+                results.append(None)
+                waiting.append((i, asyncio.ensure_future(_Resume(coro, yielded).run())))
+            if waiting:
+                for (i, _), value in zip(waiting, await asyncio.gather(*(t for _, t in waiting))):
+                    results[i] = value
+            return results
 
         return self._loop.run_until_complete(gather())
 
@@ -178,7 +254,8 @@ class VillageModel(mesa.Model):
                 continue
             taken.update((a.name, other.name))
             conv = Conversation(self._next_conversation_id, a, other, self.steps,
-                                self.world.place_at(*a.pos_xy) or "the street")
+                                self.world.place_at(*a.pos_xy) or "the street",
+                                reason=a.intent.reason)
             self._next_conversation_id += 1
             a.conversation_id = other.conversation_id = conv.id
             a.partner, other.partner = other.name, a.name
@@ -303,9 +380,29 @@ class VillageModel(mesa.Model):
 
     def _checkpoint(self) -> None:
         """Buffer the parts that changed since they were last written (same transaction).
-        Values are compared before they are encoded: most parts do not change most steps."""
-        for aid, parts in [(0, self.checkpoint_state()),
-                           *((a.agent_id, a.checkpoint_state()) for a in self.residents)]:
+
+        Most agents change nothing most steps: an agent whose class keeps
+        `GenerativeAgent.checkpoint_state` is skipped when `_agent_fingerprint` — a cheap
+        tuple of exactly what that method reads — equals the last one (no state built, no
+        JSON). Other parts are compared as values before they are encoded."""
+        todo: list[tuple[int, dict[str, Any]]] = [(0, self.checkpoint_state())]
+        fps = self._fingerprints
+        now = self.now
+        keep = timedelta(minutes=self.config.react_cooldown_minutes)
+        for a in self.residents:
+            if type(a).checkpoint_state is not _BASE_CHECKPOINT_STATE:
+                todo.append((a.agent_id, a.checkpoint_state()))
+                continue
+            fp = _agent_fingerprint(a, now, keep)
+            if fps.get(a.agent_id) == fp:
+                continue
+            state = a.checkpoint_state()
+            if self._fingerprint_ok is None:
+                self._fingerprint_ok = _fingerprint_covers(state)
+            if self._fingerprint_ok:
+                fps[a.agent_id] = fp
+            todo.append((a.agent_id, state))
+        for aid, parts in todo:
             for part, value in parts.items():
                 key = (aid, part)
                 if key in self._saved_values and self._saved_values[key] == value:
@@ -391,3 +488,46 @@ class VillageModel(mesa.Model):
 
     def close(self) -> None:
         self._loop.close()
+
+
+_BASE_CHECKPOINT_STATE = GenerativeAgent.checkpoint_state
+_ACTIVITY_FIELDS = operator.attrgetter("start", "end", "description", "place", "level", "plan_id")
+# The keys of `GenerativeAgent.checkpoint_state` that `_agent_fingerprint` covers. If that
+# method ever returns another key, fingerprints are not used (every agent is checkpointed
+# every step, as before): a new part of the state can never be skipped unseen.
+_FINGERPRINTED = {
+    "plan": frozenset({"day_plan", "actions", "action", "planned_day", "yesterday", "last_note",
+                       "replan"}),
+    "mind": frozenset({"seq", "pending", "importance_since_reflection", "recent_observations",
+                       "reacted_to", "asleep", "conversation_id", "partner", "busy_until_step",
+                       "path_goal", "in_view"}),
+}
+
+
+def _fingerprint_covers(state: dict[str, Any]) -> bool:
+    """Whether `_agent_fingerprint` covers every key of this `checkpoint_state()`."""
+    return state.keys() == _FINGERPRINTED.keys() and all(
+        isinstance(v, dict) and v.keys() <= _FINGERPRINTED[k] for k, v in state.items())
+
+
+def _agent_fingerprint(a: GenerativeAgent, now: datetime, keep: timedelta) -> tuple:
+    """Everything `GenerativeAgent.checkpoint_state` reads, by value, as a flat tuple
+    (C-level attribute gets and tuple compares, ~10x cheaper than building the state):
+    equal fingerprints mean equal states. Includes what the state derives from the clock
+    (which `reacted_to` entries are still live)."""
+    act = a.action
+    reacted = a.reacted_to
+    return (
+        tuple(map(_ACTIVITY_FIELDS, a.day_plan)),
+        tuple(map(_ACTIVITY_FIELDS, a.actions)),
+        None if act is None else _ACTIVITY_FIELDS(act),
+        a.planned_day, a.yesterday, a.last_note, a.replan_after_conversation,
+        a._mem_seq, a._plan_seq, a._retrieval_seq,
+        tuple([(p.record.id, p.counts_for_reflection) for p in a.pending]) if a.pending else (),
+        a.importance_since_reflection,
+        tuple(a.recent_observations),
+        tuple([(k, v) for k, v in reacted.items() if now - v < keep]) if reacted else (),
+        a.asleep, a.conversation_id, a.partner, a.busy_until_step,
+        a._path_goal if a.path else None,
+        getattr(a, "in_view", None),
+    )

@@ -71,6 +71,28 @@ where a step is known)
     ``social_edges(at_step)``: every relationship known at that step, one dict per pair
     (``a``, ``b``, ``a_name``, ``b_name``, ``kind``, ``conversations``, ``relation``,
     ``since``).
+    ``step_info(step)``: the ``steps`` row (wall time, duration, model calls, tokens), or None.
+
+Inspector (traceability; what ``village inspect`` shows)
+    ``memory_rows(agent_id, step, unrated=1)``: the agent's records created at or before the
+    step as they stood then (:class:`memory.persistence.MemoryRow`, for
+    ``stream_from_rows``): evidence, last access (latest recorded retrieval at or before the
+    step) and importance (``unrated`` where the rating came later or never).
+    ``cited_by(memory_id, until_step=None)``: the records (reflections) citing it as
+    evidence, oldest first.
+    ``memory_retrievals(memory_id, until_step=None)``: the recorded retrievals that returned
+    it, oldest first (``id``, ``step``, ``purpose``, ``query``, the hit's ``rank``,
+    ``recency``, ``importance``, ``relevance``, ``score``).
+    ``plan_entries(agent_id, at_step, level=None, day=None)``: plan entries made at or
+    before the step that start on a game date (default: the step's), every revision, by
+    start then by when made; ``plan_entry(id)``: one ``plans`` row, or None.
+    ``llm_call_index(step_to=None, agent_id=None, purpose=None, limit=500)``: model calls
+    for listings, newest first, without messages, schema or response.
+    ``llm_call_totals(step_to=None, agent_id=None)``: model calls by purpose (``calls``,
+    ``cached``, tokens, summed ``latency_ms``, ``retries``, ``invalid``, ``fallbacks``,
+    ``errors``).
+    ``interviews(agent_id=None)``: interviews asked of the agents (``interviews`` rows with
+    ``agent``), oldest first.
 
 Errors
     Anything that is not a readable Village run raises :class:`ReplayError` with a one-line

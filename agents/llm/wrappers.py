@@ -110,6 +110,9 @@ class RetryingModel(_Forwarding):
 
     Permanent errors (any other exception) propagate at once. ``timeout_s`` caps the total
     time spent retrying one call; per-request timeouts belong to the backend's client.
+    A call that fails for good carries ``attempts`` (so accounting counts attempts - 1
+    retries): :class:`RetriesExhaustedError` has it, and a permanent error after transient
+    ones gets it set.
     """
 
     def __init__(
@@ -147,12 +150,19 @@ class RetryingModel(_Forwarding):
             reraise=False,
             retry_error_callback=_raise_exhausted,
         )
-        for attempt in retrying:
-            with attempt:
-                response = self.inner.complete(request)
-            if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
-                response.retries += attempt.retry_state.attempt_number - 1
-                return response
+        attempts = 0
+        try:
+            for attempt in retrying:
+                attempts = attempt.retry_state.attempt_number
+                with attempt:
+                    response = self.inner.complete(request)
+                if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
+                    response.retries += attempts - 1
+                    return response
+        except Exception as exc:
+            if not hasattr(exc, "attempts"):  # a permanent error, maybe after transient ones
+                exc.attempts = attempts  # type: ignore[attr-defined]
+            raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
@@ -290,23 +300,6 @@ class Accounting:
             }
 
 
-class AccountingModel(_Forwarding):
-    """Counts every call (and its failure) into an :class:`Accounting`."""
-
-    def __init__(self, inner: LanguageModel, accounting: Accounting) -> None:
-        super().__init__(inner)
-        self.accounting = accounting
-
-    def complete(self, request: Request) -> Response:
-        try:
-            response = self.inner.complete(request)
-        except BaseException as exc:
-            self.accounting.record(request, None, exc)
-            raise
-        self.accounting.record(request, response, None)
-        return response
-
-
 class RecordingModel(_Forwarding):
     """Hands every call (request, response or error) to a sink, e.g. the run recorder.
 
@@ -327,3 +320,11 @@ class RecordingModel(_Forwarding):
             raise
         self.sink(request, response, None)
         return response
+
+
+class AccountingModel(RecordingModel):
+    """Counts every call (and its failure) into an :class:`Accounting` (its sink)."""
+
+    def __init__(self, inner: LanguageModel, accounting: Accounting) -> None:
+        super().__init__(inner, accounting.record)
+        self.accounting = accounting

@@ -121,6 +121,8 @@ def build(sc: Scenario, *, latency_s: float, concurrency: int, db: Path | None,
           config: SimConfig | None = None) -> tuple[VillageModel, ScriptedModel]:
     """A model on the scripted double, composed like a run (recording if `db`)."""
     backend = ScriptedModel(answer, latency_s=latency_s, max_concurrency=concurrency)
+    # an instant double never waits: the prompt runner calls it on the loop (no thread)
+    backend.blocking = latency_s > 0  # type: ignore[attr-defined]
     recorder = None
     emb = HashEmbedder(64)
     if db is not None:

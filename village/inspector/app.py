@@ -14,6 +14,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from village.inspector.fmt import short_time
@@ -39,6 +40,23 @@ POLL_S = 0.5  # how often a run in progress is re-read
 VIEWS = Binding.Group("Views", compact=True)
 STEP = Binding.Group("Step", compact=True)
 AGENT = Binding.Group("Agent", compact=True)
+
+
+# (tab title, pane id, view, view id) of the panes that hold one view each
+AGENT_TABS = (("i Identity", "identity", IdentityView, "identity-view"),
+              ("m Memories", "memories", MemoryView, "memory-view"),
+              ("p Plans", "plans", PlanView, "plan-view"),
+              ("c Chats", "chats", ConversationView, "conversation-view"),
+              ("r Reflections", "reflections", ReflectionView, "reflection-view"))
+MAIN_TABS = (("3 Probe", "probe", ProbeView, "probe-view"),
+             ("4 Calls", "calls", CallsView, "calls-view"),
+             ("5 Interview", "interview", InterviewView, "interview-view"))
+
+
+def _panes(tabs: tuple[tuple[str, str, type[Widget], str], ...]) -> ComposeResult:
+    for title, pane_id, view, view_id in tabs:
+        with TabPane(title, id=pane_id):
+            yield view(id=view_id)
 
 
 class Tabs(TabbedContent):
@@ -122,22 +140,8 @@ class InspectorApp(App[None]):
                 yield SocialGraph(id="social")
             with TabPane("2 Agent", id="agent"):
                 with Tabs(id="agent-tabs", initial="memories"):
-                    with TabPane("i Identity", id="identity"):
-                        yield IdentityView(id="identity-view")
-                    with TabPane("m Memories", id="memories"):
-                        yield MemoryView(id="memory-view")
-                    with TabPane("p Plans", id="plans"):
-                        yield PlanView(id="plan-view")
-                    with TabPane("c Chats", id="chats"):
-                        yield ConversationView(id="conversation-view")
-                    with TabPane("r Reflections", id="reflections"):
-                        yield ReflectionView(id="reflection-view")
-            with TabPane("3 Probe", id="probe"):
-                yield ProbeView(id="probe-view")
-            with TabPane("4 Calls", id="calls"):
-                yield CallsView(id="calls-view")
-            with TabPane("5 Interview", id="interview"):
-                yield InterviewView(id="interview-view")
+                    yield from _panes(AGENT_TABS)
+            yield from _panes(MAIN_TABS)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -8,20 +8,18 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from village.inspector.screens.base import Popup
+from village.inspector.widgets.base import or_say
 
-class CallScreen(ModalScreen[None]):
+
+class CallScreen(Popup):
     DEFAULT_CSS = """
-    CallScreen { align: center middle; }
-    CallScreen > VerticalScroll { width: 96%; height: 1fr; margin: 1 0 0 0; border: round $accent; background: $panel;
-                                  padding: 0 1; }
     CallScreen .call-head { margin-bottom: 1; }
     CallScreen .role { text-style: bold; color: $accent; margin-top: 1; }
     """
-    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close"),
-                Binding("s", "toggle_schema", "Schema")]
+    BINDINGS = [Binding("s", "toggle_schema", "Schema")]
 
     def __init__(self, call_id: int):
         super().__init__()
@@ -29,7 +27,7 @@ class CallScreen(ModalScreen[None]):
         self.call: dict | None = None
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="call-body"):
+        with VerticalScroll(id="call-body", classes="popup"):
             yield Static(id="call-text")
         yield Footer()
 
@@ -39,10 +37,8 @@ class CallScreen(ModalScreen[None]):
         self.query_one("#call-body").focus()
 
     def render_call(self, schema: bool) -> None:
-        c = self.call
-        text = self.query_one("#call-text", Static)
+        c = or_say(self, self.call, "#call-text", f"Model call {self.call_id} is not in this run.")
         if c is None:
-            text.update(f"Model call {self.call_id} is not in this run.")
             return
         r = self.app.reader  # type: ignore[attr-defined]
         flags = []
@@ -80,7 +76,7 @@ class CallScreen(ModalScreen[None]):
             out.append(escape(json.dumps(c["schema"], indent=2)))
         elif c.get("schema") is not None:
             out.append("\n[dim]s shows the JSON schema the answer had to follow[/dim]")
-        text.update("\n".join(out))
+        self.query_one("#call-text", Static).update("\n".join(out))
         self._schema = schema
 
     def action_toggle_schema(self) -> None:

@@ -6,24 +6,20 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from village.inspector.fmt import short_time
-from village.inspector.widgets.base import fill_table
+from village.inspector.screens.base import RecordPopup
+from village.inspector.widgets.base import MemoryTable, fill_table, or_say
 
 
-class MemoryScreen(ModalScreen[None]):
+class MemoryScreen(RecordPopup):
     DEFAULT_CSS = """
-    MemoryScreen { align: center middle; }
-    MemoryScreen > Vertical { width: 96%; height: 1fr; margin: 1 0 0 0; border: round $accent; background: $panel;
-                              padding: 0 1; }
     MemoryScreen #mem-detail { height: auto; max-height: 40%; }
     MemoryScreen .links-title { height: 1; margin-top: 1; text-style: bold; }
     MemoryScreen DataTable { height: auto; max-height: 12; }
     """
-    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close"),
-                Binding("c", "open_call", "Rating call")]
+    BINDINGS = [Binding("c", "open_call", "Rating call")]
 
     def __init__(self, memory_id: int):
         super().__init__()
@@ -33,43 +29,38 @@ class MemoryScreen(ModalScreen[None]):
         self.cited_by: list[dict] = []
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="popup"):
             with VerticalScroll(id="mem-detail"):
                 yield Static(id="mem-detail-text")
             yield Static("Evidence (the records this one was drawn from)", classes="links-title",
                          id="ev-title")
-            ev = DataTable(cursor_type="row", id="mem-evidence")
-            ev.add_columns("Created", "Kind", "Imp", "Description")
-            yield ev
+            yield MemoryTable("Created", "Kind", "Imp", "Description", id="mem-evidence",
+                              zebra_stripes=False)
             yield Static("Cited by", classes="links-title", id="cited-title")
-            cb = DataTable(cursor_type="row", id="mem-cited")
-            cb.add_columns("Created", "Kind", "Imp", "Description")
-            yield cb
+            yield MemoryTable("Created", "Kind", "Imp", "Description", id="mem-cited",
+                              zebra_stripes=False)
             yield Static("Retrieved by (recorded retrievals up to the step)", classes="links-title")
             rt = DataTable(cursor_type="row", id="mem-retrieved")
             rt.add_columns("Step", "Purpose", "Rank", "Total", "Rec", "Imp", "Rel", "Query")
             yield rt
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.call_after_refresh(self.load)  # after layout, so the tables fit their width
-
     def load(self) -> None:
         app = self.app
         r = app.reader  # type: ignore[attr-defined]
         step = app.step  # type: ignore[attr-defined]
-        m = r.memory(self.memory_id)
-        text = self.query_one("#mem-detail-text", Static)
+        m = or_say(self, r.memory(self.memory_id), "#mem-detail-text",
+                   f"Memory {self.memory_id} is not in this run.")
         if m is None:
-            text.update(f"Memory {self.memory_id} is not in this run.")
             return
         self.record = m
+        self.call_id = m.get("call_id")
         owner = r.agent(m["agent_id"]).name
         acc = next((x.last_accessed for x in app.memory_rows(m["agent_id"], max(step, m["step"]))  # type: ignore[attr-defined]
                     if x.id == m["id"]), None)
         rated = r.llm_call(m["call_id"]) if m.get("call_id") else None
         later = f" (rated at step {rated['step']})" if rated and rated["step"] > step else ""
-        text.update(
+        self.query_one("#mem-detail-text", Static).update(
             f"[b]{escape(m['kind'])}[/b] #{m['id']} of [b]{escape(str(owner))}[/b] · created "
             f"{short_time(r, m['created'])} (step {m['step']}) · importance "
             f"{m['importance'] if m['importance'] is not None else 'not rated'}{later} · last access as of step "
@@ -91,11 +82,3 @@ class MemoryScreen(ModalScreen[None]):
                               h["query"])) for i, h in enumerate(r.memory_retrievals(self.memory_id, until_step=step))))
         if self.evidence:
             self.query_one("#mem-evidence", DataTable).focus()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id in ("mem-evidence", "mem-cited") and event.row_key.value is not None:
-            self.app.open_memory(int(event.row_key.value))  # type: ignore[attr-defined]
-
-    def action_open_call(self) -> None:
-        if self.record and self.record.get("call_id"):
-            self.app.open_call(int(self.record["call_id"]))  # type: ignore[attr-defined]

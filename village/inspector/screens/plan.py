@@ -6,49 +6,39 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from village.inspector.fmt import clip, span
-from village.inspector.widgets.base import fill_table
+from village.inspector.screens.base import RecordPopup
+from village.inspector.widgets.base import MemoryTable, fill_table, or_say
 
 
-class PlanScreen(ModalScreen[None]):
+class PlanScreen(RecordPopup):
     DEFAULT_CSS = """
-    PlanScreen { align: center middle; }
-    PlanScreen > Vertical { width: 96%; height: 1fr; margin: 1 0 0 0; border: round $accent; background: $panel;
-                            padding: 0 1; }
     PlanScreen #plan-detail { height: auto; }
     PlanScreen #plan-hits-title { height: 1; margin-top: 1; text-style: bold; }
     PlanScreen DataTable { height: 1fr; }
     """
-    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close"),
-                Binding("c", "open_call", "Model call")]
+    BINDINGS = [Binding("c", "open_call", "Model call")]
 
     def __init__(self, plan_id: int):
         super().__init__()
         self.plan_id = plan_id
         self.entry: dict | None = None
-        self.call_id: int | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="popup"):
             yield Static(id="plan-detail")
             yield Static("Retrieved for it", id="plan-hits-title")
-            t = DataTable(cursor_type="row", id="plan-hits")
-            t.add_columns("#", "Total", "Rec", "Imp", "Rel", "Kind", "Memory")
-            yield t
+            yield MemoryTable("#", "Total", "Rec", "Imp", "Rel", "Kind", "Memory", id="plan-hits",
+                              zebra_stripes=False)
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.call_after_refresh(self.load)  # after layout, so the table fits its width
 
     def load(self) -> None:
         r = self.app.reader  # type: ignore[attr-defined]
-        p = r.plan_entry(self.plan_id)
-        detail = self.query_one("#plan-detail", Static)
+        p = or_say(self, r.plan_entry(self.plan_id), "#plan-detail",
+                   f"Plan entry {self.plan_id} is not in this run.")
         if p is None:
-            detail.update(f"Plan entry {self.plan_id} is not in this run.")
             return
         self.entry = p
         chain = []
@@ -72,7 +62,7 @@ class PlanScreen(ModalScreen[None]):
                              f"{escape(clip(call.get('response'), 160))}")
         else:
             lines.append("no model call recorded for it")
-        detail.update("\n".join(lines))
+        self.query_one("#plan-detail", Static).update("\n".join(lines))
         table = self.query_one("#plan-hits", DataTable)
         ret = r.retrieval(rid) if rid else None
         title = self.query_one("#plan-hits-title", Static)
@@ -85,11 +75,3 @@ class PlanScreen(ModalScreen[None]):
             f"{h['relevance']:.2f}", h.get("kind") or "?", h.get("description") or "?"))
             for h in ret["hits"]))
         table.focus()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.app.open_memory(int(event.row_key.value))  # type: ignore[attr-defined]
-
-    def action_open_call(self) -> None:
-        if self.call_id:
-            self.app.open_call(self.call_id)  # type: ignore[attr-defined]

@@ -7,10 +7,11 @@ from rich.markup import escape
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from village.inspector.widgets.base import View
+from village.inspector.widgets.base import AgentView
+from village.replay import Agent
 
 
-class IdentityView(View, VerticalScroll):
+class IdentityView(AgentView, VerticalScroll):
     """Identity, traits and routine from the scenario; state, memory counts and
     relationships as of the selected step."""
 
@@ -19,17 +20,15 @@ class IdentityView(View, VerticalScroll):
     IdentityView > Static { width: 1fr; }
     """
 
+    NOTE = "#identity-text"
+    NO_AGENT = "No agent selected: pick one in the town view (1) or with \\[ and ]."
+
     def compose(self):  # noqa: ANN201
         yield Static(id="identity-text")
 
-    def reload(self) -> None:
+    def show(self, a: Agent) -> None:
         app = self.inspector
         r = app.reader
-        a = app.agent
-        text = self.query_one("#identity-text", Static)
-        if a is None:
-            text.update("No agent selected: pick one in the town view (1) or with \\[ and ].")
-            return
         res = next((x for x in r.scenario.residents if x.name == a.name), None)
         lines = [f"[b]{escape(a.name)}[/b], {a.age}  ·  home: {escape(a.home or '-')}",
                  f"[b]Traits[/b]: {escape(', '.join(a.traits) or '-')}",
@@ -61,4 +60,4 @@ class IdentityView(View, VerticalScroll):
                     other = e["b_name"] if e["a"] == a.id else e["a_name"]
                     lines.append(f"  {escape(other or '?')}: {escape(e['relation'] or e['kind'])}"
                                  f" ({e['conversations'] or 0} conversations)")
-        text.update("\n".join(lines))
+        self.query_one("#identity-text", Static).update("\n".join(lines))

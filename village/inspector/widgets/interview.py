@@ -7,14 +7,14 @@ from __future__ import annotations
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
-from village.inspector.widgets.base import View
+from village.inspector.widgets.base import AgentView, BoxKeys, box_bindings
+from village.replay import Agent
 
 
-class InterviewView(View, Vertical):
+class InterviewView(BoxKeys, AgentView, Vertical):
     """Earlier interviews of the agent, and a question box (Enter asks)."""
 
     DEFAULT_CSS = """
@@ -23,8 +23,10 @@ class InterviewView(View, Vertical):
     InterviewView > #ask-input { dock: bottom; }
     """
 
-    BINDINGS = [Binding("slash", "edit", "Ask"),
-                Binding("escape", "leave", "Leave box", show=False)]
+    BINDINGS = box_bindings("Ask")
+    BOX, LEAVE_TO = "#ask-input", "#ask-log"
+    NOTE = "#ask-status"
+    NO_AGENT = "Select an agent first (\\[ or ], or the town view)."
 
     def __init__(self, **kw):  # noqa: ANN003
         super().__init__(**kw)
@@ -39,23 +41,13 @@ class InterviewView(View, Vertical):
         yield Input(placeholder="/ then ask the selected agent a question, Enter", id="ask-input",
                     compact=True)
 
-    def action_edit(self) -> None:
-        self.query_one("#ask-input", Input).focus()
-
-    def action_leave(self) -> None:
-        self.query_one("#ask-log", VerticalScroll).focus()
-
-    def reload(self) -> None:
+    def show(self, a: Agent) -> None:
         app = self.inspector
         r = app.reader
-        a = app.agent
-        status = self.query_one("#ask-status", Static)
-        if a is None:
-            status.update("Select an agent first (\\[ or ], or the town view).")
-            return
-        status.update(f"Ask [b]{escape(a.name)}[/b] as of step {app.step} ({r.clock(app.step)}); model "
-                      f"{escape(app.interview_spec)}. Stored in the run's interviews table only."
-                      + ("  [yellow]asking…[/yellow]" if self.busy else ""))
+        self.query_one("#ask-status", Static).update(
+            f"Ask [b]{escape(a.name)}[/b] as of step {app.step} ({r.clock(app.step)}); model "
+            f"{escape(app.interview_spec)}. Stored in the run's interviews table only."
+            + ("  [yellow]asking…[/yellow]" if self.busy else ""))
         lines = []
         for iv in r.interviews(a.id):
             lines.append(f"[dim]step {iv['at_step']} · {escape(iv['model'] or '?')}[/dim]\n"

@@ -12,13 +12,13 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from memory.stream import KINDS
 from village.inspector.fmt import short_time
-from village.inspector.widgets.base import View, fill_table
+from village.inspector.widgets.base import BoxKeys, MemoryTable, View, box_bindings, fill_table
 
 SORTS = (("newest", "created"), ("importance", "importance"), ("last access", "accessed"))
 MAX_ROWS = 2000
 
 
-class MemoryView(View, Vertical):
+class MemoryView(BoxKeys, View, Vertical):
     """Records with kind, created, importance, last access (as of the step) and evidence
     counts; filter by kind, search the text, sort; Enter opens a record (its evidence, what
     cites it, when it was retrieved)."""
@@ -31,11 +31,11 @@ class MemoryView(View, Vertical):
     MemoryView > DataTable { height: 1fr; }
     """
     BINDINGS = [
-        Binding("slash", "search", "Search"),
-        Binding("escape", "leave", "Leave box", show=False),
+        *box_bindings("Search"),
         Binding("t", "cycle_kind", "Type"),
         Binding("s", "cycle_sort", "Sort"),
     ]
+    BOX, LEAVE_TO = "#mem-search", "#mem-table"
 
     def __init__(self, **kw):  # noqa: ANN003
         super().__init__(**kw)
@@ -47,22 +47,10 @@ class MemoryView(View, Vertical):
             yield Select([(k, k) for k in KINDS], prompt="any type", id="mem-kind", compact=True)
             yield Select(SORTS, value="created", allow_blank=False, id="mem-sort", compact=True)
         yield Static(id="mem-status")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="mem-table")
-        table.add_column("Created", key="created")
-        table.add_column("Kind", key="kind")
-        table.add_column("Imp", key="imp")
-        table.add_column("Accessed", key="acc")
-        table.add_column("Ev", key="ev")
-        table.add_column("Description", key="desc")
-        yield table
+        yield MemoryTable(("Created", "created"), ("Kind", "kind"), ("Imp", "imp"), ("Accessed", "acc"),
+                          ("Ev", "ev"), ("Description", "desc"), id="mem-table")
 
     # ------------------------------------------------------------------ filters
-    def action_search(self) -> None:
-        self.query_one("#mem-search", Input).focus()
-
-    def action_leave(self) -> None:
-        self.query_one("#mem-table", DataTable).focus()
-
     def action_cycle_kind(self) -> None:
         sel = self.query_one("#mem-kind", Select)
         order = [Select.NULL, *KINDS]
@@ -141,7 +129,3 @@ class MemoryView(View, Vertical):
         self.query_one("#mem-status", Static).update(
             f"{who}: {shown} records as of step {app.step}{more} · Ev: ←n cites n, →n cited by n ·"
             " Imp ? = not rated yet · Enter opens")
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.inspector.open_memory(int(event.row_key.value))

@@ -5,16 +5,15 @@ from __future__ import annotations
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
 from village.inspector.fmt import clip, short_time
 from village.inspector.probe import ProbeResult
-from village.inspector.widgets.base import View, fill_table
+from village.inspector.widgets.base import BoxKeys, MemoryTable, View, box_bindings, fill_table
 
 
-class ProbeView(View, Vertical):
+class ProbeView(BoxKeys, View, Vertical):
     """Type a query, Enter: the top-k records by recency + importance + relevance (each
     min-max normalised, weighted as in the run), computed by ``MemoryStream.retrieve`` on the
     stream rebuilt as of the step. Re-runs when the step or agent changes."""
@@ -27,8 +26,8 @@ class ProbeView(View, Vertical):
     ProbeView > DataTable { height: 1fr; }
     """
 
-    BINDINGS = [Binding("slash", "edit", "Query"),
-                Binding("escape", "leave", "Leave box", show=False)]
+    BINDINGS = box_bindings("Query")
+    BOX, LEAVE_TO = "#probe-query", "#probe-table"
 
     def __init__(self, **kw):  # noqa: ANN003
         super().__init__(**kw)
@@ -42,22 +41,9 @@ class ProbeView(View, Vertical):
             yield Input("10", restrict=r"\d{0,3}", id="probe-k", compact=True, tooltip="k")
         yield Static(id="probe-status", classes="probe-line")
         yield Static(id="probe-result", classes="probe-line")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="probe-table")
-        table.add_column("#", key="rank")
-        table.add_column("Total", key="total")
-        table.add_column("Recency", key="rec")
-        table.add_column("Import.", key="imp")
-        table.add_column("Relev.", key="rel")
-        table.add_column("Kind", key="kind")
-        table.add_column("Created", key="created")
-        table.add_column("Description", key="desc")
-        yield table
-
-    def action_edit(self) -> None:
-        self.query_one("#probe-query", Input).focus()
-
-    def action_leave(self) -> None:
-        self.query_one("#probe-table", DataTable).focus()
+        yield MemoryTable(("#", "rank"), ("Total", "total"), ("Recency", "rec"), ("Import.", "imp"),
+                          ("Relev.", "rel"), ("Kind", "kind"), ("Created", "created"),
+                          ("Description", "desc"), id="probe-table")
 
     def on_mount(self) -> None:
         self._status("/ then a query and Enter: the agent's own retrieval, as of the step.")
@@ -125,7 +111,3 @@ class ProbeView(View, Vertical):
             for i, h in enumerate(res.hits, start=1)), keep=0)
         self._status(f"“{escape(clip(res.query, 40))}”: top {len(res.hits)} of {res.memories} records "
                      f"at {r.clock(res.step)} · Enter opens a record")
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.inspector.open_memory(int(event.row_key.value))

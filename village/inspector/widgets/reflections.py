@@ -7,7 +7,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from village.inspector.fmt import short_time
-from village.inspector.widgets.base import View, fill_table
+from village.inspector.widgets.base import MemoryTable, View, fill_table
 
 
 class ReflectionView(View, Vertical):
@@ -19,9 +19,7 @@ class ReflectionView(View, Vertical):
     """
 
     def compose(self) -> ComposeResult:
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="refl-table")
-        table.add_columns("Created", "Imp", "Ev", "Insight")
-        yield table
+        yield MemoryTable("Created", "Imp", "Ev", "Insight", id="refl-table")
         with VerticalScroll(id="refl-evidence"):
             yield Static(id="refl-text")
 
@@ -63,7 +61,3 @@ class ReflectionView(View, Vertical):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value is not None:
             self.show_evidence(int(event.row_key.value))
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.inspector.open_memory(int(event.row_key.value))
