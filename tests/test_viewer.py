@@ -20,9 +20,17 @@ STEPS = 200
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory: pytest.TempPathFactory) -> ReplayReader:
-    path = tmp_path_factory.mktemp("viewer") / "run.db"
-    record(path, STEPS)
-    r = ReplayReader(path)
+    """A scripted run whose residents always choose to talk, so it has conversations."""
+    from tests.helpers import build_model, by_purpose
+
+    folder = tmp_path_factory.mktemp("viewer")
+    model, _ = build_model(folder, responder=by_purpose(
+        {"react": lambda r: {"reason": "to say hello", "decision": "talk"}}))
+    for _ in range(STEPS):
+        model.step()
+    model.finish()
+    model.recorder.close()
+    r = ReplayReader(folder / "run.db")
     yield r
     r.close()
 
@@ -39,14 +47,14 @@ def _speaking_step(reader: ReplayReader) -> tuple[int, int]:
             a = f.agent(f.utterances[0].speaker_id)
             if a in _alone(f):
                 return f.step, a.id
-    pytest.skip("no utterance by an agent standing alone in this run")
+    raise AssertionError("the fixture run has no utterance by an agent standing alone")
 
 
 def _quiet_step(reader: ReplayReader) -> int:
     for f in reader.frames(0, reader.last_step):
         if not f.utterances and len(_alone(f)) >= 2:
             return f.step
-    pytest.skip("no frame without utterances")
+    raise AssertionError("the fixture run has no frame without utterances")
 
 
 def test_sprites_at_their_tiles(reader: ReplayReader) -> None:
