@@ -137,20 +137,10 @@ def embed_throughput(reps: int = 5) -> None:
 
 def _previous(s: MemoryStream, fn):  # noqa: ANN001, ANN202
     """Run fn() through the path before the compiled scan (torch int8 blocks + float32)."""
-    import os
+    from village.bench.retrieval import previous_path
 
-    from memory.retrieval import KERNEL_ENV
-
-    flat, env = s._flat, os.environ.get(KERNEL_ENV)
-    os.environ[KERNEL_ENV], s._flat = "0", None
-    try:
+    with previous_path(s):
         return fn()
-    finally:
-        s._flat = flat
-        if env is None:
-            os.environ.pop(KERNEL_ENV, None)
-        else:
-            os.environ[KERNEL_ENV] = env
 
 
 def main() -> None:

@@ -19,19 +19,12 @@ from memory.retrieval import (
     Static,
     bounded_top_k,
     exact_relevance,
-    exact_top_k,
     minmax,
     recency,
 )
-from memory.stream import MemoryStream, _to_seconds
+from memory.stream import MemoryStream
 
 T0 = datetime(2023, 2, 13, 7)
-
-
-def _unit(q: np.ndarray) -> np.ndarray:
-    """The query exactly as `retrieve_many` normalises it."""
-    q = np.asarray(q, dtype=np.float32).reshape(1, -1)
-    return (q / np.linalg.norm(q, axis=1, keepdims=True))[0]
 
 
 def _stream(n: int, dim: int, rng: np.random.Generator, dup_every: int = 0,
@@ -49,15 +42,9 @@ def _stream(n: int, dim: int, rng: np.random.Generator, dup_every: int = 0,
 
 def _check(s: MemoryStream, q: np.ndarray, now: datetime, k: int = 10,
            weights: RetrievalWeights = RetrievalWeights(), kinds=None) -> None:
-    got = s.retrieve(q, now, k=k, weights=weights, kinds=kinds, touch=False)
-    n = len(s)
-    rows = np.arange(n) if kinds is None else np.array(
-        [r.index for r in s if r.kind in kinds], dtype=np.intp)
-    a = s._a
-    best, totals = exact_top_k(a.emb[rows], _unit(q), a.importance[rows], a.accessed[rows],
-                               _to_seconds(now), k, weights)
-    assert [g.record.index for g in got] == rows[best].tolist()
-    assert [g.score for g in got] == totals.tolist()  # bit for bit
+    from tests.test_memory_retrieval_kernel import _check as exact_check
+
+    exact_check(s, q, now, k=k, weights=weights, kinds=kinds)
 
 
 @pytest.mark.parametrize("n", [1, 7, 300, 5000])

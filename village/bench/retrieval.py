@@ -32,7 +32,7 @@ def _exact(s: MemoryStream, q: np.ndarray, now) -> list[int]:  # noqa: ANN001
 
 
 @contextlib.contextmanager
-def _previous_path(s: MemoryStream) -> Iterator[None]:
+def previous_path(s: MemoryStream) -> Iterator[None]:
     """Retrieve through the path before the compiled scan (torch int8 blocks + float32)."""
     flat, env = s._flat, os.environ.get(KERNEL_ENV)
     os.environ[KERNEL_ENV] = "0"
@@ -71,7 +71,7 @@ def run(quick: bool, log: Callable[[str], None] = print) -> list[Figure]:
         q = queries[0]
         repeat = 15 if quick else 60
         ours = timed(lambda: s.retrieve(q, now, k=10, touch=False), repeat=repeat)
-        with _previous_path(s):
+        with previous_path(s):
             prev_same = all([g.record.index for g in s.retrieve(qq, now, k=10, touch=False)]
                             == _exact(s, qq, now) for qq in queries[:2])
             prev = timed(lambda: s.retrieve(q, now, k=10, touch=False), repeat=repeat)
