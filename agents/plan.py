@@ -5,6 +5,8 @@ model call and retrieval they came from, so every action traces back to why it w
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -81,8 +83,80 @@ def routine_day(agent: "GenerativeAgent", wake: datetime, sleep: datetime) -> li
     return [Activity(wake, sleep, f"following {agent.first_name}'s usual routine", agent.home, "day")]
 
 
+_TIME = re.compile(r"\b(at|from|around|by)\s+(\d{1,2})(?::(\d\d))?\s*(am|pm)?", re.I)
+_UNTIL = re.compile(r"\b(until|till|to)\b.*?(\d{1,2})(?::\d\d)?\s*(am|pm)?", re.I)
+_PART_OF_DAY = {"morning": 9, "noon": 12, "afternoon": 14, "evening": 18, "night": 21}
+_SKIP = re.compile(r"\b(wakes?|bed|sleeps?)\b", re.I)
+
+
+def _hour(h: str, ampm: str | None) -> int:
+    hour = int(h) % 24
+    if ampm and ampm.lower() == "pm" and hour < 12:
+        hour += 12
+    return hour
+
+
+def _place_in(text: str, names: dict[str, str], home: str, area: str) -> str | None:
+    """The place a routine clause names: the last full name mentioned ("Moreno house
+    kitchen" matches "Moreno house:kitchen"), else a room of the current area, else home."""
+    low = text.lower()
+    found = [(low.rfind(k), len(k), p) for k, p in names.items() if k in low]
+    if found:
+        return max(found)[2]
+    for k, p in names.items():
+        if p.startswith(area + ":") and re.search(rf"\b{re.escape(p.split(':')[-1].lower())}\b", low):
+            return p
+    return home if re.search(r"\bhome\b", low) else None
+
+
+def routine_example(routine: str, name: str, home: str, places: list[str],
+                    wake_hour: int, last_hour: int) -> str:
+    """The day plan's example answer, made from the resident's own routine.
+
+    Small models copy the example they are shown; copied from the routine, the plan is
+    still the resident's own day (a generic example made every resident a teacher)."""
+    first = name.split()[0]
+    names = {p.lower().replace(":", " "): p for p in places}
+    # place names can hold "and" or commas: protect them from the clause split
+    ordered = sorted(places, key=len, reverse=True)
+    text = routine
+    for n, p in enumerate(ordered):
+        text = re.sub(re.escape(p.replace(":", " ")), f"\x00{n}\x00", text, flags=re.I)
+    items: list[dict[str, Any]] = []
+    place, nxt = home, None
+    for clause in re.split(r"[.;]\s*|,\s*|\s+and\s+|\s+then\s+", text):
+        clause = re.sub("\x00(\\d+)\x00", lambda m: ordered[int(m.group(1))].replace(":", " "),
+                        clause.strip())
+        clause = re.sub(rf"^(then\s+)?({re.escape(first)}|he|she|they)\s+", "", clause, flags=re.I)
+        if len(clause) < 4 or _SKIP.search(clause):
+            continue
+        until = _UNTIL.search(clause)
+        head = clause[:until.start()] if until else clause
+        m = _TIME.search(head)
+        hour = _hour(m.group(2), m.group(4)) if m else nxt
+        if hour is None:
+            hour = next((h for w, h in _PART_OF_DAY.items() if w in clause.lower()), None)
+        if hour is None:
+            hour = items[-1]["start_hour"] + 1 if items else wake_hour
+        nxt = _hour(until.group(2), until.group(3)) if until else None
+        place = _place_in(head, names, home, place.split(":")[0]) or place
+        words = re.sub(r"[^A-Za-z ,'-]", " ", _TIME.sub("", head))
+        words = re.sub(r"\s+", " ", words).strip(" ,'-")[:60].strip()
+        if len(words) < 3 or not wake_hour <= hour <= last_hour or \
+                (items and hour <= items[-1]["start_hour"]):
+            continue
+        items.append({"activity": words, "place": place, "start_hour": hour})
+    if len(items) < 3:  # a routine too short to copy: a plain day at home
+        items = [{"activity": "have breakfast", "place": home, "start_hour": wake_hour},
+                 {"activity": "go about the day's work", "place": home,
+                  "start_hour": min(wake_hour + 2, last_hour)},
+                 {"activity": "have dinner and rest", "place": home, "start_hour": last_hour}]
+    return json.dumps({"activities": items})
+
+
 async def plan_day(agent: "GenerativeAgent") -> None:
-    """At wake-up: 5–8 broad activities from identity, routine, yesterday and memories."""
+    """At wake-up: 3–8 broad activities from identity, routine, yesterday and memories;
+    the example answer is made from the routine (`routine_example`)."""
     m = agent.model
     now = m.now
     wake, sleep = agent.wake_time(now), agent.sleep_time(now)
@@ -106,6 +180,8 @@ async def plan_day(agent: "GenerativeAgent") -> None:
             "places": ", ".join(places),
             "wake_hour": wake.hour,
             "last_hour": last_hour,
+            "example": routine_example(agent.resident.routine, agent.name, agent.home, places,
+                                       wake.hour, last_hour),
         },
         hits=hits,
         enums={"places": places},
