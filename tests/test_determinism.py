@@ -77,7 +77,7 @@ def _cached_flags(path: Path) -> set[int]:
 
 
 def test_seeded_rerun_is_answered_from_the_cache_and_identical(tmp_path: Path, monkeypatch) -> None:
-    first, second, (calls_first, calls_second) = twice(tmp_path, monkeypatch, 120, llm="scripted")
+    first, second, (calls_first, calls_second) = twice(tmp_path, monkeypatch, 360, llm="scripted")
     assert calls_first > 0 and calls_second == 0
     assert first["utterances"] and first["events"] and first["memories"]  # a run with content
     for table in QUERIES:
