@@ -529,5 +529,5 @@ def _agent_fingerprint(a: GenerativeAgent, now: datetime, keep: timedelta) -> tu
         tuple([(k, v) for k, v in reacted.items() if now - v < keep]) if reacted else (),
         a.asleep, a.conversation_id, a.partner, a.busy_until_step,
         a._path_goal if a.path else None,
-        getattr(a, "in_view", None),
+        a.in_view,
     )
