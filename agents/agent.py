@@ -64,6 +64,7 @@ class GenerativeAgent(mesa.Agent):
         self.pending: list[_Pending] = []
         self._ratings: dict[str, int] = {}  # description -> importance, as rated by a call
         self.importance_since_reflection = 0.0
+        self.last_reflection: datetime | None = None  # when it last reflected (min interval)
         self.day_plan: list[Activity] = []
         self.actions: list[Activity] = []
         self.action: Activity | None = None
@@ -290,8 +291,7 @@ class GenerativeAgent(mesa.Agent):
         else:
             self.new_events, self.newly_seen, sight = [], [], []
         await self.flush_pending(force=False)
-        if m.config.enabled("reflection") and \
-                self.importance_since_reflection >= m.config.reflection_threshold:
+        if m.config.enabled("reflection") and reflect.due(self):
             await reflect.reflect(self)
         if self.conversation_id is not None:
             return
@@ -384,6 +384,7 @@ class GenerativeAgent(mesa.Agent):
                 "seq": [self._mem_seq, self._plan_seq, self._retrieval_seq],
                 "pending": [[p.record.id, p.counts_for_reflection] for p in self.pending],
                 "importance_since_reflection": self.importance_since_reflection,
+                "last_reflection": ckpt.dt(self.last_reflection),
                 "recent_observations": list(self.recent_observations),
                 # expired entries act as absent ones: leave them out
                 "reacted_to": {k: ckpt.dt(v) for k, v in sorted(self.reacted_to.items())
@@ -419,6 +420,8 @@ class GenerativeAgent(mesa.Agent):
         self.memory = stream
         self.pending = [_Pending(stream.get(i), counts_for_reflection=c) for i, c in pending.items()]
         self.importance_since_reflection = mind["importance_since_reflection"]
+        last = mind.get("last_reflection")  # absent in checkpoints written before it existed
+        self.last_reflection = ckpt.to_dt(last) if last else None
         self.recent_observations = deque(mind["recent_observations"],
                                          maxlen=self.recent_observations.maxlen)
         self.reacted_to = {k: ckpt.to_dt(v) for k, v in mind["reacted_to"].items()}

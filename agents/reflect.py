@@ -2,6 +2,7 @@
 retrieve for each, and write insights that cite the records they come from."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,10 +15,21 @@ def numbered(hits: list["Scored"]) -> str:
     return "\n".join(f"{i + 1}. {h.record.description}" for i, h in enumerate(hits))
 
 
+def due(agent: "GenerativeAgent") -> bool:
+    """The paper's trigger (summed importance of new observations reaches the threshold),
+    at most once in `reflection_min_minutes`."""
+    cfg = agent.model.config
+    if agent.importance_since_reflection < cfg.reflection_threshold:
+        return False
+    last = agent.last_reflection
+    return last is None or agent.model.now - last >= timedelta(minutes=cfg.reflection_min_minutes)
+
+
 async def reflect(agent: "GenerativeAgent") -> None:
     m = agent.model
     cfg = m.config
     agent.importance_since_reflection = 0.0
+    agent.last_reflection = m.now
     await agent.flush_pending()
     recent = agent.memory.recent(cfg.reflection_recent)
     res = await agent.ask("reflect_questions",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -82,6 +83,9 @@ def main() -> None:
 @click.option("--seed", type=int, default=None, help="Seed (default: the scenario's).")
 @click.option("--ablate", multiple=True, type=click.Choice(ABLATIONS),
               help="Remove a module, as in the paper's evaluation (repeatable).")
+@click.option("--set", "knobs", multiple=True, metavar="NAME=VALUE",
+              help="A number knob of village.config.SimConfig, e.g. reflection_min_minutes=0 "
+                   "for the paper's reflection rule alone (repeatable; recorded in runs.config).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the shared response cache.")
 @click.option("--cache-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Response cache file (default: the user cache directory; env VILLAGE_CACHE_DIR).")
@@ -92,7 +96,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def run(scenario: str, hours: float | None, steps: int | None, out: Path | None, llm_spec: str,
         llm_concurrency: int | None, llm_model: str | None, api_key_env: str | None,
-        llm_timeout: float | None, llm_retries: int, embedder: str, seed: int | None, ablate: tuple[str, ...], no_cache: bool,
+        llm_timeout: float | None, llm_retries: int, embedder: str, seed: int | None,
+        ablate: tuple[str, ...], knobs: tuple[str, ...], no_cache: bool,
         cache_path: Path | None, n_ctx: int, threads: int | None, quiet: bool) -> None:
     """Run SCENARIO (a name under scenarios/ or a path) and record it.
 
@@ -101,6 +106,7 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         village run demo                       # a simulated morning on the bundled model
         village run demo --hours 1 --seed 7 --out replays/demo-7.db
         village run scenarios/demo.toml --steps 30 --ablate reflection
+        village run valentines --hours 1 --set reflection_min_minutes=0 --set cooldown_minutes=30
     """
     from village import simulate
     from village.recorder import RecordingError
@@ -109,7 +115,7 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         fail("--hours and --steps: give one of them, not both")
     opts = simulate.RunOptions(llm=llm_spec, embedder=embedder, seed=seed, out=out,
                                cache=not no_cache, cache_path=cache_path, n_ctx=n_ctx, n_threads=threads,
-                               config=SimConfig(ablate=frozenset(ablate)),
+                               config=sim_config(ablate, knobs),
                                llm_concurrency=llm_concurrency, llm_model=llm_model,
                                api_key_env=api_key_env, llm_timeout=llm_timeout,
                                retry=RetryPolicy(attempts=llm_retries))
@@ -130,6 +136,25 @@ def run(scenario: str, hours: float | None, steps: int | None, out: Path | None,
         console.print(f"Recording to [bold]{path}[/bold] ({n} steps of {model.seconds_per_step} s,"
                       f" {len(model.residents)} residents, model {model.llm.name})")
     _drive(model, n, quiet)
+
+
+def sim_config(ablate: tuple[str, ...], knobs: tuple[str, ...]) -> SimConfig:
+    """A `SimConfig` from --ablate and --set NAME=VALUE (number knobs only)."""
+    numbers = {f.name: f.type for f in fields(SimConfig) if f.type in ("int", "float", int, float)}
+    values: dict[str, int | float] = {}
+    for knob in knobs:
+        name, eq, text = knob.partition("=")
+        name = name.strip()
+        if not eq or name not in numbers:
+            fail(f"--set {knob}: expected NAME=VALUE with NAME one of {', '.join(sorted(numbers))}")
+        kind = int if numbers[name] in ("int", int) else float
+        try:
+            values[name] = kind(text.strip())
+        except ValueError:
+            fail(f"--set {knob}: {name} takes {'a whole number' if kind is int else 'a number'}")
+        if values[name] < 0:
+            fail(f"--set {knob}: {name} cannot be negative")
+    return SimConfig(ablate=frozenset(ablate), **values)
 
 
 def _drive(model, n: int, quiet: bool) -> None:  # noqa: ANN001 - a VillageModel

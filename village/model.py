@@ -135,6 +135,7 @@ class VillageModel(mesa.Model):
         self.conversations: dict[int, Conversation] = {}
         self._next_conversation_id = 1
         self.cooldowns: dict[frozenset[str], datetime] = {}
+        self.talked_at: dict[str, datetime] = {}  # each agent's last conversation (from cooldowns)
         self.social = nx.Graph()
         self._last_states: dict[int, tuple] = {}
         self._whispers = sorted(scenario.whispers, key=lambda w: (w.at, w.resident))
@@ -243,7 +244,10 @@ class VillageModel(mesa.Model):
         if a is b or a.busy or b_busy:
             return False
         until = self.cooldowns.get(frozenset((a.name, b.name)))
-        return until is None or self.now >= until
+        if until is not None and self.now < until:
+            return False
+        gap = timedelta(minutes=min(self.config.talk_gap_minutes, self.config.cooldown_minutes))
+        return all(self.now - self.talked_at.get(x.name, datetime.min) >= gap for x in (a, b))
 
     def _start_conversations(self) -> None:
         taken: set[str] = set()
@@ -268,6 +272,7 @@ class VillageModel(mesa.Model):
             self.conversations[conv.id] = conv
             self.cooldowns[frozenset((conv.a.name, conv.b.name))] = (
                 self.now + timedelta(minutes=self.config.cooldown_minutes))
+            self.talked_at[conv.a.name] = self.talked_at[conv.b.name] = self.now
             self._edge(conv.a.name, conv.b.name, kind="conversation")
             self._record_conversation(conv)
 
@@ -347,6 +352,12 @@ class VillageModel(mesa.Model):
         m = parts["model"]
         self._next_conversation_id = int(m["next_conversation_id"])
         self.cooldowns = {frozenset((a, b)): ckpt.to_dt(t) for a, b, t in m["cooldowns"]}
+        # a talk gap is at most the cool-down, so the live cool-downs hold every talk it needs
+        keep = timedelta(minutes=self.config.cooldown_minutes)
+        self.talked_at = {}
+        for pair, until in self.cooldowns.items():
+            for name in pair:
+                self.talked_at[name] = max(self.talked_at.get(name, datetime.min), until - keep)
         if self.recorder is not None:
             self.recorder.set_call_counters({int(k): int(v) for k, v in m["calls"]})
         self._inject = [(a, t) for a, t in m.get("inject", [])]
@@ -498,7 +509,8 @@ _ACTIVITY_FIELDS = operator.attrgetter("start", "end", "description", "place", "
 _FINGERPRINTED = {
     "plan": frozenset({"day_plan", "actions", "action", "planned_day", "yesterday", "last_note",
                        "replan"}),
-    "mind": frozenset({"seq", "pending", "importance_since_reflection", "recent_observations",
+    "mind": frozenset({"seq", "pending", "importance_since_reflection", "last_reflection",
+                       "recent_observations",
                        "reacted_to", "asleep", "conversation_id", "partner", "busy_until_step",
                        "path_goal", "in_view"}),
 }
@@ -524,7 +536,7 @@ def _agent_fingerprint(a: GenerativeAgent, now: datetime, keep: timedelta) -> tu
         a.planned_day, a.yesterday, a.last_note, a.replan_after_conversation,
         a._mem_seq, a._plan_seq, a._retrieval_seq,
         tuple([(p.record.id, p.counts_for_reflection) for p in a.pending]) if a.pending else (),
-        a.importance_since_reflection,
+        a.importance_since_reflection, a.last_reflection,
         tuple(a.recent_observations),
         tuple([(k, v) for k, v in reacted.items() if now - v < keep]) if reacted else (),
         a.asleep, a.conversation_id, a.partner, a.busy_until_step,
