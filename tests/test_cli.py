@@ -94,3 +94,28 @@ def test_help_of_every_command_has_an_example():
 
     for name, cmd in main.commands.items():
         assert "Example" in (cmd.help or ""), f"`village {name}` help needs an example"
+
+
+def test_run_set_changes_a_knob_and_records_it(tmp_path):
+    import json
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from village.cli import main
+
+    out = tmp_path / "r.db"
+    res = CliRunner().invoke(main, ["run", "demo", "--llm", "scripted", "--embedder", "hash",
+                                    "--steps", "2", "--quiet", "--out", str(out),
+                                    "--set", "reflection_min_minutes=0", "--set", "talk_gap_minutes=5"])
+    assert res.exit_code == 0, res.output
+    with sqlite3.connect(out) as conn:
+        sim = json.loads(conn.execute("SELECT config FROM runs").fetchone()[0])["sim"]
+    assert sim["reflection_min_minutes"] == 0 and sim["talk_gap_minutes"] == 5
+    for bad, needle in (("nope=1", "expected NAME=VALUE"), ("talk_gap_minutes=x", "whole number"),
+                        ("talk_gap_minutes", "expected NAME=VALUE"),
+                        ("reflection_threshold=-1", "cannot be negative")):
+        res = CliRunner().invoke(main, ["run", "demo", "--llm", "scripted", "--set", bad,
+                                        "--out", str(tmp_path / "x.db")])
+        assert res.exit_code == 2 and needle in res.output, (bad, res.output)
+        assert not (tmp_path / "x.db").exists()

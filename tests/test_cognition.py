@@ -9,6 +9,7 @@ import pytest
 
 from agents.perceive import Event, EventIndex, visible_events
 from agents.plan import actions_from_items, blocks_from_activities
+from village import checkpoint as ckpt
 from village.config import SimConfig
 from tests.helpers import build_model, by_purpose, db, edited_scenario, scenario_text
 
@@ -424,3 +425,75 @@ def test_reflection_questions_fit_the_window_dropping_the_oldest_records(tmp_pat
         "SELECT dropped FROM llm_calls WHERE purpose = 'reflect' AND dropped IS NOT NULL "
         "ORDER BY id").fetchone()
     assert row is not None and any(d.startswith("transcript 0:") for d in json.loads(row["dropped"]))
+
+
+# -- economy knobs (not in the paper; 0 turns each off) -----------------------------------
+def _high_ratings(req):  # noqa: ANN001, ANN202
+    return {"ratings": [9] * int(req.messages[-1]["content"].split("these ")[1].split(" ")[0])}
+
+
+def _reflection_steps(path: Path) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for r in db(path).execute("SELECT DISTINCT agent_id, step FROM memories WHERE kind = 'reflection'"
+                              " ORDER BY agent_id, step"):
+        out.setdefault(r["agent_id"], []).append(r["step"])
+    return out
+
+
+def test_reflection_at_most_once_in_the_min_interval(tmp_path):
+    runs = {}
+    for minutes in (0, 20):
+        d = tmp_path / str(minutes)
+        d.mkdir()
+        cfg = SimConfig(reflection_threshold=25, importance_batch=2, reflection_min_minutes=minutes)
+        model, _ = build_model(d, responder=by_purpose({"importance": _high_ratings}), config=cfg)
+        for _ in range(360):
+            model.step()
+        runs[minutes] = _reflection_steps(d / "run.db")
+        gap_steps = minutes * 60 // model.seconds_per_step
+        for steps in runs[minutes].values():
+            assert all(b - a >= gap_steps for a, b in zip(steps, steps[1:])), (minutes, steps)
+    assert runs[20], "the first reflection is not delayed"
+    # the interval is what spaced them: without it the same agents reflect more often
+    assert sum(map(len, runs[0].values())) > sum(map(len, runs[20].values()))
+
+
+def _talk_starts(path: Path) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for c in db(path).execute("SELECT * FROM conversations ORDER BY step_start"):
+        for aid in (c["agent_a"], c["agent_b"]):
+            out.setdefault(aid, []).append(c["step_start"])
+    return out
+
+
+def test_an_agent_does_not_talk_again_within_the_talk_gap(tmp_path):
+    starts = {}
+    for gap in (0, 30):
+        d = tmp_path / str(gap)
+        d.mkdir()
+        cfg = SimConfig(cooldown_minutes=60, react_cooldown_minutes=1, talk_gap_minutes=gap)
+        model, _ = build_model(d, responder=_chatty(lines=2), config=cfg)
+        for _ in range(600):
+            model.step()
+        starts[gap] = _talk_starts(d / "run.db")
+        gap_steps = gap * 60 // model.seconds_per_step
+        for steps in starts[gap].values():
+            assert all(b - a >= gap_steps for a, b in zip(steps, steps[1:])), (gap, steps)
+    assert starts[30], "agents still talk"
+    closest = min(b - a for steps in starts[0].values() for a, b in zip(steps, steps[1:]))
+    assert closest < 30 * 60 // model.seconds_per_step  # without the gap they talk sooner
+
+
+def test_the_talk_gap_survives_a_resume(tmp_path):
+    cfg = SimConfig(cooldown_minutes=60, react_cooldown_minutes=1, talk_gap_minutes=30)
+    model, _ = build_model(tmp_path, responder=_chatty(lines=2), config=cfg)
+    for _ in range(400):
+        model.step()
+        if model.talked_at:
+            break
+    assert model.talked_at, "a conversation within 400 steps"
+    before = dict(model.talked_at)
+    state = json.loads(ckpt.dumps(model.checkpoint_state()))  # as stored
+    model.talked_at = {}
+    model.restore_state(state)
+    assert model.talked_at == before

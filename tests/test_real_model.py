@@ -111,3 +111,22 @@ def test_one_call_per_conversation_and_no_rerating(morning):
     dup = q(morning, "SELECT agent_id, description, count(DISTINCT call_id) AS n FROM memories"
                      " WHERE call_id IS NOT NULL GROUP BY agent_id, description HAVING n > 1")
     assert not dup, [tuple(r) for r in dup]
+
+
+def test_report_from_the_real_run(morning, tmp_path):
+    """`village report` on this bundled-model run (issue 7): the files exist and every figure
+    in the Markdown is the metric functions' own (tests/test_report.py checks the parsing)."""
+    from test_report import assert_files, assert_report_matches
+
+    from village import metrics as M
+    from village.report import write_report
+
+    files = write_report(morning, tmp_path / "rep")
+    assert_files(files)
+    m = M.run_metrics(morning)
+    assert m.info.n_agents == 4 and m.info.embedder == "all-MiniLM-L6-v2"
+    assert set(m.diffusion) == {"valentine party"}
+    assert m.diffusion["valentine party"].method == "keywords+embedding"
+    assert "Tom Moreno" in m.diffusion["valentine party"].knew_by(0)  # the host knows at once
+    assert m.economy.totals["calls"] == q(morning, "SELECT count(*) FROM llm_calls")[0][0] > 0
+    assert_report_matches(files.markdown.read_text(), m)

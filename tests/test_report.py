@@ -167,27 +167,6 @@ def test_cli_report_and_compare(fixture_db: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
 
 
-@pytest.mark.model
-def test_report_from_a_real_run(tmp_path: Path) -> None:
-    """A short run of the 8-resident scenario on the bundled model and embedder."""
-    from village import simulate
-
-    db = tmp_path / "neighbours.db"
-    model = simulate.build("neighbours", simulate.RunOptions(llm="local", embedder="local", out=db,
-                                                             cache=False))
-    simulate.run(model, 30)
-    files = write_report(db, tmp_path / "rep")
-    assert_files(files)
-    m = M.run_metrics(db)
-    assert m.info.n_agents == 8 and m.info.last_step == 30 and m.info.embedder == "all-MiniLM-L6-v2"
-    assert set(m.diffusion) == {"potluck", "lost cat"}
-    assert m.diffusion["potluck"].method == "keywords+embedding"
-    assert "Hannah Weiss" in m.diffusion["potluck"].knew_by(0)  # the host knows from the start
-    assert "Omar Farouk" in m.diffusion["lost cat"].knew_by(0)
-    assert m.economy.totals["calls"] > 0
-    assert_report_matches(files.markdown.read_text(), m)
-
-
 def test_report_interview_hook(tmp_path: Path) -> None:
     """--interview asks every agent about every fact (scripted model), then reports the answers."""
     from village import simulate
