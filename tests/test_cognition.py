@@ -440,24 +440,6 @@ def _reflection_steps(path: Path) -> dict[int, list[int]]:
     return out
 
 
-def test_reflection_at_most_once_in_the_min_interval(tmp_path):
-    runs = {}
-    for minutes in (0, 20):
-        d = tmp_path / str(minutes)
-        d.mkdir()
-        cfg = SimConfig(reflection_threshold=25, importance_batch=2, reflection_min_minutes=minutes)
-        model, _ = build_model(d, responder=by_purpose({"importance": _high_ratings}), config=cfg)
-        for _ in range(360):
-            model.step()
-        runs[minutes] = _reflection_steps(d / "run.db")
-        gap_steps = minutes * 60 // model.seconds_per_step
-        for steps in runs[minutes].values():
-            assert all(b - a >= gap_steps for a, b in zip(steps, steps[1:])), (minutes, steps)
-    assert runs[20], "the first reflection is not delayed"
-    # the interval is what spaced them: without it the same agents reflect more often
-    assert sum(map(len, runs[0].values())) > sum(map(len, runs[20].values()))
-
-
 def _talk_starts(path: Path) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for c in db(path).execute("SELECT * FROM conversations ORDER BY step_start"):
@@ -466,22 +448,39 @@ def _talk_starts(path: Path) -> dict[int, list[int]]:
     return out
 
 
-def test_an_agent_does_not_talk_again_within_the_talk_gap(tmp_path):
-    starts = {}
-    for gap in (0, 30):
-        d = tmp_path / str(gap)
+def _spaced_runs(tmp_path: Path, knob: str, values: tuple[int, ...], steps: int, responder,
+                 times, **config) -> dict[int, dict[int, list[int]]]:  # noqa: ANN001
+    """One run per value of `knob` (minutes); in each, every agent's `times` (steps of what
+    the knob spaces out) must be at least that far apart."""
+    out = {}
+    for v in values:
+        d = tmp_path / str(v)
         d.mkdir()
-        cfg = SimConfig(cooldown_minutes=60, react_cooldown_minutes=1, talk_gap_minutes=gap)
-        model, _ = build_model(d, responder=_chatty(lines=2), config=cfg)
-        for _ in range(600):
+        model, _ = build_model(d, responder=responder, config=SimConfig(**config, **{knob: v}))
+        for _ in range(steps):
             model.step()
-        starts[gap] = _talk_starts(d / "run.db")
-        gap_steps = gap * 60 // model.seconds_per_step
-        for steps in starts[gap].values():
-            assert all(b - a >= gap_steps for a, b in zip(steps, steps[1:])), (gap, steps)
+        out[v] = times(d / "run.db")
+        gap_steps = v * 60 // model.seconds_per_step
+        for agent_steps in out[v].values():
+            assert all(b - a >= gap_steps for a, b in zip(agent_steps, agent_steps[1:])), (v, agent_steps)
+    return out
+
+
+def test_reflection_at_most_once_in_the_min_interval(tmp_path):
+    runs = _spaced_runs(tmp_path, "reflection_min_minutes", (0, 20), 360,
+                        by_purpose({"importance": _high_ratings}), _reflection_steps,
+                        reflection_threshold=25, importance_batch=2)
+    assert runs[20], "the first reflection is not delayed"
+    # the interval is what spaced them: without it the same agents reflect more often
+    assert sum(map(len, runs[0].values())) > sum(map(len, runs[20].values()))
+
+
+def test_an_agent_does_not_talk_again_within_the_talk_gap(tmp_path):
+    starts = _spaced_runs(tmp_path, "talk_gap_minutes", (0, 30), 600, _chatty(lines=2),
+                          _talk_starts, cooldown_minutes=60, react_cooldown_minutes=1)
     assert starts[30], "agents still talk"
     closest = min(b - a for steps in starts[0].values() for a, b in zip(steps, steps[1:]))
-    assert closest < 30 * 60 // model.seconds_per_step  # without the gap they talk sooner
+    assert closest < 30 * 6  # without the gap some agent talks again within 30 min (10 s steps)
 
 
 def test_the_talk_gap_survives_a_resume(tmp_path):
