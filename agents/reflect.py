@@ -36,7 +36,8 @@ async def reflect(agent: "GenerativeAgent") -> None:
                           {"identity": agent.identity(), "name": agent.name},
                           lines=[r.description for r in recent], fallback={"questions": []})
     written = 0
-    for question in res.value["questions"]:
+    seen: set[str] = set()  # the bundled model often repeats itself: never pay twice
+    for question in dict.fromkeys(q.strip() for q in res.value["questions"]):
         await agent.flush_pending()
         hits, _ = agent.retrieve(question, k=cfg.k_reflect, purpose="reflect")
         if not hits:
@@ -53,6 +54,9 @@ async def reflect(agent: "GenerativeAgent") -> None:
             fallback={"insights": []},
         )
         for item in ins.value["insights"][: cfg.insights_per_question]:
+            if item["insight"].strip() in seen:
+                continue
+            seen.add(item["insight"].strip())
             evidence = tuple(sorted({hits[int(i) - 1].record.id for i in item["because"]}))
             agent.remember(item["insight"].strip(), "reflection", evidence=evidence)
             written += 1

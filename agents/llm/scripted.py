@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -88,7 +89,15 @@ def instance_from_schema(schema: dict[str, Any] | bool, rng: random.Random) -> A
         while len(" ".join(words)) < lo or not words:
             words.append(rng.choice(_WORDS))
         text = " ".join(words)
-        return text[:hi] if len(text) > hi else text
+        text = text[:hi] if len(text) > hi else text
+        pattern = schema.get("pattern")
+        if pattern and not re.search(pattern, text):  # the shapes prompts ask for: a
+            base = text[: hi - 1].rstrip() or "ok"  # capital first, a final "?"
+            for cand in (base[:1].upper() + base[1:], base + "?", base[:1].upper() + base[1:] + "?"):
+                if lo <= len(cand) <= hi and re.search(pattern, cand):
+                    return cand
+            raise ValueError(f"cannot build a string matching {pattern!r}")
+        return text
     if kind in ("integer", "number"):
         return _number(schema, rng, integer=(kind == "integer"))
     if kind == "boolean":
