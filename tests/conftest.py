@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -205,13 +206,13 @@ class LlamaServer:
         return len(re.findall(rf'"POST {re.escape(path)} HTTP/1\.1" \d+', text))
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+@contextlib.contextmanager
+def _llama_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LlamaServer]:
     """``python -m llama_cpp.server`` on the bundled SmolLM2 GGUF, on a free local port."""
     from agents.llm.local import bundled_gguf_path
 
     port = free_port()
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    log = tmp_path_factory.mktemp(name) / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf_path()),
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
            # one thread: llama.cpp threads spin-wait, and on a shared 2-core box two of them
@@ -242,3 +243,17 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """A real OpenAI-compatible server (llama-cpp-python's) on 127.0.0.1."""
+    with _llama_server(tmp_path_factory, "llama_server") as server:
+        yield server
+
+
+@pytest.fixture
+def second_llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """Another one, for tests of one run spread over several servers."""
+    with _llama_server(tmp_path_factory, "llama_server_2") as server:
+        yield server

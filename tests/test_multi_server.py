@@ -81,3 +81,25 @@ def test_bad_multi_specs_are_refused(fake_openai) -> None:
     m = build_model(f"openai:{fake_openai.url}|http://127.0.0.1:9/v1#model=fake",
                     concurrency=3)
     assert m.max_concurrency == 3
+
+
+@pytest.mark.server
+def test_one_run_over_two_real_llama_servers(llama_server, second_llama_server, tmp_path: Path) -> None:
+    """The same, against two real `llama_cpp.server` processes on 127.0.0.1 (bundled GGUF)."""
+    import sqlite3
+
+    servers = (llama_server, second_llama_server)
+    spec = (f"openai:{llama_server.url}|{second_llama_server.url}"
+            "#model=smollm2&structured=json_object_schema&ctx=4096")
+    before = [s.requests() for s in servers]
+    out = tmp_path / "run.db"
+    result = run(build("demo", RunOptions(llm=spec, embedder="hash", cache=False, out=out)), 1)
+    assert result.status == "finished"
+    a, b = (s.requests() - n for s, n in zip(servers, before))
+    assert a > 0 and b > 0, (a, b)
+    con = sqlite3.connect(out)
+    recorded, retries = con.execute("SELECT count(*), coalesce(sum(retries), 0) FROM llm_calls").fetchone()
+    tokens = con.execute("SELECT min(prompt_tokens), min(completion_tokens) FROM llm_calls").fetchone()
+    con.close()
+    assert a + b == recorded + retries  # every call reached one of the two real servers
+    assert tokens[0] > 0 and tokens[1] > 0  # the servers' own token counts
