@@ -330,13 +330,18 @@ class ReplayApp(App):
 
     # ------------------------------------------------------------------ the clock
     def tick(self) -> None:
-        if self._exit:  # the interval can still fire while the app shuts down
+        if self._shutting_down():  # the interval can still fire while the app shuts down
             return
         try:
             self._tick()
-        except NoMatches:
-            if not self._exit:
+        except NoMatches:  # widgets removed mid-tick: only shutting down may do that
+            if not self._shutting_down():
                 raise
+
+    def _shutting_down(self) -> bool:
+        # exit() sets _exit; a shutdown without it (App.run_test leaving its block) clears
+        # _running before it removes the widgets, so a tick in between finds no #status
+        return self._exit or not self.is_running
 
     def _tick(self) -> None:
         now = time.monotonic()
