@@ -54,11 +54,12 @@ async def reflect(agent: "GenerativeAgent") -> None:
             fallback={"insights": []},
         )
         for item in ins.value["insights"][: cfg.insights_per_question]:
-            if item["insight"].strip() in seen:
+            text = item["insight"].strip()
+            if text in seen:
                 continue
-            seen.add(item["insight"].strip())
+            seen.add(text)
             evidence = tuple(sorted({hits[int(i) - 1].record.id for i in item["because"]}))
-            agent.remember(item["insight"].strip(), "reflection", evidence=evidence)
+            agent.remember(text, "reflection", evidence=evidence)
             written += 1
     m.log_event(agent, "reflect", f"{agent.name} reflects: {written} insights")
 
