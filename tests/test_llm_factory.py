@@ -8,6 +8,7 @@ import pytest
 from agents.llm.base import LanguageModel, ModelError, Request
 from agents.llm.cache import ResponseCache
 from agents.llm.factory import build_model, compose
+from agents.llm.local import BUNDLED_NAME
 from agents.llm.scripted import ScriptedModel
 from agents.llm.wrappers import Accounting, AccountingModel, CachedModel, RecordingModel, RetryingModel
 
@@ -35,7 +36,7 @@ def test_missing_gguf_is_one_line_model_error(tmp_path: Path) -> None:
 def test_local_spec_does_not_load_the_model() -> None:
     model = build_model("local", n_ctx=1024)
     assert isinstance(model, LanguageModel)
-    assert model.name == "local:SmolLM2-135M-Instruct.Q4_1" and model.context_window == 1024
+    assert model.name == BUNDLED_NAME and model.context_window == 1024
     assert model.max_concurrency == 1 and model._llm is None  # lazy
 
 
@@ -43,7 +44,7 @@ def test_gguf_spec_names_the_path() -> None:
     from agents.llm.local import bundled_gguf_path
 
     model = build_model(f"gguf:{bundled_gguf_path()}")
-    assert model.name == "local:SmolLM2-135M-Instruct.Q4_1"  # same file, same cache key
+    assert model.name == BUNDLED_NAME  # same file, same cache key
 
 
 def test_compose_order_and_cache_hits_are_recorded(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.llm.local import BUNDLED_NAME
+
 from village import simulate
 from village.config import SimConfig
 from village.scenario import load_scenario
@@ -66,7 +68,7 @@ def test_every_model_call_has_token_counts(morning):
     calls = q(morning, "SELECT * FROM llm_calls")
     assert calls
     assert all(c["prompt_tokens"] > 0 and c["completion_tokens"] > 0 for c in calls)
-    assert all(c["model"] == "local:SmolLM2-135M-Instruct.Q4_1" for c in calls)
+    assert all(c["model"] == BUNDLED_NAME for c in calls)
 
 
 def test_agents_move_along_walkable_tiles_only(morning):
