@@ -9,8 +9,9 @@ same answer, bit for bit, from a cheap approximation of relevance with a known e
 re-scoring exactly only a shortlist that provably holds the top-k; that is how
 `MemoryStream.retrieve` answers (BENCHMARKS.md: retrieval). The approximation is an int8
 copy of the rows (a quarter of float32's memory traffic), scanned by small C loops compiled
-on first use (`Int8Flat`, `_Kernel`), else by torch's fbgemm kernel (`Int8Blocks`), else
-float32 — the same answer from each.
+on first use (memory/kernel.py: `Int8Flat`, `_Kernel`; there `Int8Flat.top_k` also runs
+`bounded_top_k`'s exact re-score in C, with numpy's bits), else by torch's fbgemm kernel
+(`Int8Blocks`), else float32 — the same answer from each.
 """
 
 from __future__ import annotations
@@ -177,6 +178,69 @@ class Static:
     imp_range: tuple[float, float] | None = None
 
 
+@dataclass(frozen=True)
+class Terms:
+    """The query-independent part of `bounded_top_k`'s approximate total (`approx_terms`)."""
+
+    rec_lo: float  # exact extremes of recency and importance over the candidates
+    rec_hi: float
+    imp_lo: float
+    imp_hi: float
+    rec: tuple[float, np.ndarray] | None  # (coefficient, float32 growth), if it varies
+    imp: tuple[float, np.ndarray] | None  # (coefficient, float32 importance), if it varies
+    magnitude: float  # bound on |each term so far| (for float32 rounding)
+    slack: float  # bound on the error of the total so far
+    exact_all: bool  # no shortcut for recency: score every candidate exactly
+
+
+def approx_terms(static: Static, now_s: float, weights: RetrievalWeights,
+                 decay: float = RECENCY_DECAY) -> Terms:
+    """The recency and importance terms of the approximate total and their error bounds:
+    the same for every query against one state of the stream, so a stream may keep them."""
+    acc, imp = static.accessed, static.importance
+    # exact extremes of recency (decay ** hours is monotone in hours) and importance
+    a_lo, a_hi = static.acc_range or (float(acc.min()), float(acc.max()))
+    imp_lo, imp_hi = static.imp_range or (float(imp.min()), float(imp.max()))
+    # (Python's float - , max, / round exactly as numpy's float64 ufuncs do)
+    ext = recency(np.array([max(now_s - a_hi, 0.0) / 3600.0, max(now_s - a_lo, 0.0) / 3600.0]),
+                  decay).tolist()
+    rec_hi, rec_lo = max(ext), min(ext)
+
+    wr, wi, wl = weights.recency, weights.importance, weights.relevance
+    exact_all = False
+    rec_term = imp_term = None
+    magnitude = 0.0  # bound on |each term| (for float32 rounding)
+    slack = _F64_REL * (abs(wr) + abs(wi) + abs(wl))
+    if rec_hi != rec_lo and wr != 0:
+        if not (0.0 < decay < 1.0 and a_hi <= now_s):
+            exact_all = True  # a decay that grows, or accesses after `now`: no shortcut
+        else:
+            lam = -math.log(decay) / 3600.0
+            g = static.growth
+            ref = static.ref
+            if g is None:
+                ref = a_hi
+                g = np.exp(lam * (acc - ref)).astype(np.float32)
+            try:  # only bounds and coefficients of the approximation: math's exp will do
+                g_lo, g_hi = math.exp(lam * (a_lo - ref)), math.exp(lam * (a_hi - ref))
+            except OverflowError:
+                g_lo = g_hi = math.inf
+            if g_hi > g_lo and math.isfinite(g_hi):
+                coef = wr / (g_hi - g_lo)
+                rec_term = (coef, g)
+                magnitude += abs(coef) * g_hi
+                slack += abs(wr) * _F64_REL * g_hi / (g_hi - g_lo) + 1e-30 * abs(coef)
+            else:
+                exact_all = True
+    if imp_hi != imp_lo and wi != 0:
+        coef = wi / (imp_hi - imp_lo)
+        i32 = static.importance32 if static.importance32 is not None else imp.astype(np.float32)
+        imp_term = (coef, i32)
+        magnitude += abs(coef) * max(abs(imp_hi), abs(imp_lo))
+    return Terms(rec_lo, rec_hi, imp_lo, imp_hi, rec_term, imp_term, magnitude, slack,
+                 exact_all)
+
+
 def bounded_top_k(
     rel_approx: np.ndarray,
     eps: float,
@@ -221,45 +285,12 @@ def bounded_top_k(
         near_idx, n_hi = np.concatenate((near_hi, near_lo)), near_hi.size
     ext_rel = exact_rel(near_idx)
     r_max, r_min = float(ext_rel[:n_hi].max()), float(ext_rel[n_hi:].min())
-    # exact extremes of recency (decay ** hours is monotone in hours) and importance
-    a_lo, a_hi = static.acc_range or (float(acc.min()), float(acc.max()))
-    imp_lo, imp_hi = static.imp_range or (float(imp.min()), float(imp.max()))
-    # (Python's float - , max, / round exactly as numpy's float64 ufuncs do)
-    ext = recency(np.array([max(now_s - a_hi, 0.0) / 3600.0, max(now_s - a_lo, 0.0) / 3600.0]),
-                  decay).tolist()
-    rec_hi, rec_lo = max(ext), min(ext)
-
+    t = approx_terms(static, now_s, weights, decay)
     wr, wi, wl = weights.recency, weights.importance, weights.relevance
-    exact_all = False
-    terms = []  # (coefficient, float32 array) of the approximate total, constants dropped
-    magnitude = 0.0  # bound on |each term| (for float32 rounding)
-    slack = _F64_REL * (abs(wr) + abs(wi) + abs(wl))
-    if rec_hi != rec_lo and wr != 0:
-        if not (0.0 < decay < 1.0 and a_hi <= now_s):
-            exact_all = True  # a decay that grows, or accesses after `now`: no shortcut
-        else:
-            lam = -math.log(decay) / 3600.0
-            g = static.growth
-            ref = static.ref
-            if g is None:
-                ref = a_hi
-                g = np.exp(lam * (acc - ref)).astype(np.float32)
-            try:  # only bounds and coefficients of the approximation: math's exp will do
-                g_lo, g_hi = math.exp(lam * (a_lo - ref)), math.exp(lam * (a_hi - ref))
-            except OverflowError:
-                g_lo = g_hi = math.inf
-            if g_hi > g_lo and math.isfinite(g_hi):
-                coef = wr / (g_hi - g_lo)
-                terms.append((coef, g))
-                magnitude += abs(coef) * g_hi
-                slack += abs(wr) * _F64_REL * g_hi / (g_hi - g_lo) + 1e-30 * abs(coef)
-            else:
-                exact_all = True
-    if imp_hi != imp_lo and wi != 0:
-        coef = wi / (imp_hi - imp_lo)
-        i32 = static.importance32 if static.importance32 is not None else imp.astype(np.float32)
-        terms.append((coef, i32))
-        magnitude += abs(coef) * max(abs(imp_hi), abs(imp_lo))
+    rec_lo, rec_hi, imp_lo, imp_hi = t.rec_lo, t.rec_hi, t.imp_lo, t.imp_hi
+    exact_all = t.exact_all
+    terms = [term for term in (t.rec, t.imp) if term is not None]
+    magnitude, slack = t.magnitude, t.slack
     span_rel = r_max - r_min
     if span_rel > 0 and wl != 0:
         coef = wl / span_rel
@@ -442,378 +473,5 @@ class Int8Blocks:
         return self.dim + 8
 
 
-# --------------------------------------------------------------------------------------
-# The compiled scan: the same int8 idea in one flat matrix (rows quantised once, on first
-# scan after they are added; no blocks, no float32 tail) and three small C loops built with
-# the system C compiler on first use (AVX-512 VNNI when the CPU has it, plain C otherwise):
-# the scan with the approximate extremes, the rows near those extremes, and the approximate
-# total with its k-th best and the shortlist, in one pass each. Everything the loops return
-# is an approximation with a proven bound or a superset of candidates; the answer itself is
-# still computed by `bounded_top_k`'s exact re-score. Without a compiler (or with
-# VILLAGE_RETRIEVAL_KERNEL=0) retrieval falls back to `Int8Blocks`, then float32.
-
-KERNEL_ENV = "VILLAGE_RETRIEVAL_KERNEL"
-
-_KERNEL_SRC = r"""
-#include <stdint.h>
-#include <math.h>
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
-#include <immintrin.h>
-#define VR_VNNI 1
-#endif
-#ifndef VR_AHEAD
-#define VR_AHEAD 8
-#endif
-
-/* One pass for one query. Quantises the float32 query q (d components) to int8 (q8: dp
-   scratch, padded with 0), then rel[i] ~ q.x_i for rows xu (uint8 = int8 + 128, stride dp,
-   a multiple of 64) with per-row scale. The bound: |q.x - q~.x~| <= |q| res + |q - q~| xnorm.
-   Rows whose approximation may be within 2 eps of the final max (min) are collected on the
-   way (a superset, filtered at the end); hi_idx (room for 2n) ends as the rows near the max
-   followed by those near the min. info = {eps, max, min, n_hi, n_lo}. */
-static void vr_prefetch(const char *base, int64_t row_bytes, const int64_t *idx, int64_t c) {
-    /* the caller re-reads these rows in float32 next: start loading them now */
-    if (!base) return;
-    for (int64_t j = 0; j < c; j++)
-        for (int64_t o = 0; o < row_bytes; o += 64)
-            __builtin_prefetch(base + idx[j] * row_bytes + o, 0, 3);
-}
-
-void vr_scan(const uint8_t *xu, const float *scale, int64_t n, int64_t dp, const float *qf,
-             int64_t d, double res, double xnorm, int8_t *q8, float *rel, int64_t *hi_idx,
-             int64_t *lo_idx, double *info, const char *emb, int64_t emb_row) {
-    double amax = 0.0, qn2 = 0.0, qe2 = 0.0;
-    for (int64_t j = 0; j < d; j++) {
-        double v = qf[j];
-        if (fabs(v) > amax) amax = fabs(v);
-        qn2 += v * v;
-    }
-    double qscale = amax > 0.0 ? amax / 127.0 : 1.0;
-    int64_t qs = 0;
-    for (int64_t j = 0; j < dp; j++) {
-        double v = j < d ? (double)qf[j] : 0.0;
-        double r = nearbyint(v / qscale);
-        if (r > 127.0) r = 127.0;
-        if (r < -127.0) r = -127.0;
-        q8[j] = (int8_t)r;
-        qs += (int64_t)r;
-        double e = v - r * qscale;
-        qe2 += e * e;
-    }
-    double eps = (sqrt(qn2) * res + sqrt(qe2) * xnorm) * 1.001 + 1e-6;
-    double band = 2.0 * eps;
-    float mx = -INFINITY, mn = INFINITY;
-    int64_t a = 0, b = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *r = xu + i * dp;
-        int64_t dot;
-#ifdef VR_VNNI
-        __m512i acc = _mm512_setzero_si512();
-        for (int64_t k = 0; k < dp; k += 64) {
-            /* non-temporal prefetch ahead: stream the rows without flushing the caller's
-               working set (the interpreter, the score columns) out of L2 */
-            _mm_prefetch((const char *)(r + VR_AHEAD * dp + k), _MM_HINT_T0);
-            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512((const void *)(r + k)),
-                                      _mm512_loadu_si512((const void *)(q8 + k)));
-        }
-        dot = (int64_t)_mm512_reduce_add_epi32(acc);
-#else
-        int32_t s = 0;
-        for (int64_t j = 0; j < dp; j++) s += (int32_t)r[j] * (int32_t)q8[j];
-        dot = s;
-#endif
-        float v = (float)((double)(dot - 128 * qs) * ((double)scale[i] * qscale));
-        rel[i] = v;
-        if ((double)v >= (double)mx - band) {
-            hi_idx[a++] = i;
-            if (v > mx) mx = v;
-        }
-        if ((double)v <= (double)mn + band) {
-            lo_idx[b++] = i;
-            if (v < mn) mn = v;
-        }
-    }
-    int64_t a2 = 0, b2 = 0;
-    for (int64_t j = 0; j < a; j++)
-        if ((double)rel[hi_idx[j]] >= (double)mx - band) hi_idx[a2++] = hi_idx[j];
-    for (int64_t j = 0; j < b; j++)  /* appended to hi_idx (its buffer holds 2n) */
-        if ((double)rel[lo_idx[j]] <= (double)mn + band) hi_idx[a2 + b2++] = lo_idx[j];
-    vr_prefetch(emb, emb_row, hi_idx, a2 + b2);
-    info[0] = eps;
-    info[1] = mx;
-    info[2] = mn;
-    info[3] = (double)a2;
-    info[4] = (double)b2;
-}
-
-/* indices with r >= hi into out_hi, r <= lo into out_lo; counts in cnt[0], cnt[1]. */
-void vr_near(const float *r, int64_t n, double hi, double lo, int64_t *out_hi,
-             int64_t *out_lo, int64_t *cnt) {
-    int64_t a = 0, b = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double v = r[i];
-        if (v >= hi) out_hi[a++] = i;
-        if (v <= lo) out_lo[b++] = i;
-    }
-    cnt[0] = a;
-    cnt[1] = b;
-}
-
-/* t = c0*a0 + c1*a1 + c2*a2 in float32 (a term with c = 0 adds exact zeros); kth = the
-   k-th largest t (k <= 64, k <= n); out = indices with t >= kth - margin. Returns the count. */
-int64_t vr_shortlist(const float *restrict a0, const float *restrict a1,
-                     const float *restrict a2, int64_t n, float c0, float c1, float c2,
-                     int64_t k, double margin, float *restrict t, int64_t *restrict out,
-                     double *kth_out, const char *emb, int64_t emb_row) {
-    for (int64_t i = 0; i < n; i++) t[i] = c0 * a0[i] + c1 * a1[i] + c2 * a2[i];
-    float top[64];
-    for (int64_t j = 0; j < k; j++) top[j] = -INFINITY;
-    float low = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        float v = t[i];
-        if (v > low) {  /* top: ascending, top[0] the smallest of the k largest */
-            int64_t j = 1;
-            while (j < k && top[j] < v) { top[j - 1] = top[j]; j++; }
-            top[j - 1] = v;
-            low = top[0];
-        }
-    }
-    double thr = (double)low - margin;
-    int64_t c = 0;
-    for (int64_t i = 0; i < n; i++) {
-        out[c] = i;
-        c += (double)t[i] >= thr;
-    }
-    *kth_out = low;
-    if (c <= 4096) vr_prefetch(emb, emb_row, out, c);
-    return c;
-}
-"""
-
-
-class _Kernel:
-    """The compiled loops (ctypes), or None when they cannot be built or fail a self-test."""
-
-    _lib: Any = None
-    _tried = False
-
-    @classmethod
-    def get(cls) -> Any:
-        if os.environ.get(KERNEL_ENV, "1").lower() in ("0", "false", "no", "off"):
-            return None
-        if not cls._tried:
-            cls._tried = True
-            try:
-                lib = cls._build()
-                cls._lib = lib if lib is not None and cls._self_test(lib) else None
-            except Exception:  # noqa: BLE001 - no compiler, odd platform: fall back
-                cls._lib = None
-        return cls._lib
-
-    @staticmethod
-    def _cpu_tag() -> str:
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-                for line in f:
-                    if line.startswith(("flags", "Features", "model name")):
-                        return line
-        except OSError:
-            pass
-        import platform
-
-        return platform.processor() + platform.machine()
-
-    @classmethod
-    def _build(cls) -> Any:
-        import ctypes
-        import hashlib
-        import shutil
-        import subprocess
-        import tempfile
-
-        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-        if not cc:
-            return None
-        key = hashlib.sha256((_KERNEL_SRC + cls._cpu_tag() + cc).encode()).hexdigest()[:16]
-        try:
-            from platformdirs import user_cache_dir
-
-            cache = os.path.join(user_cache_dir("village"), "kernels")
-        except Exception:  # noqa: BLE001
-            cache = os.path.join(tempfile.gettempdir(), "village-kernels")
-        os.makedirs(cache, exist_ok=True)
-        so = os.path.join(cache, f"retrieval_{key}.so")
-        if not os.path.exists(so):
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                src = os.path.join(tmp, "retrieval.c")
-                with open(src, "w", encoding="ascii") as f:
-                    f.write(_KERNEL_SRC)
-                out = os.path.join(tmp, "retrieval.so")
-                for flags in (["-O3", "-march=native"], ["-O3"]):
-                    r = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", out, src, "-lm"],
-                                       capture_output=True, timeout=120)
-                    if r.returncode == 0:
-                        break
-                else:
-                    return None
-                os.replace(out, so)  # atomic: concurrent processes may build it too
-        lib = ctypes.CDLL(so)
-        p, i64, f32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_double
-        lib.vr_scan.argtypes = [p, p, i64, i64, p, i64, f64, f64, p, p, p, p, p, p, i64]
-        lib.vr_scan.restype = None
-        lib.vr_near.argtypes = [p, i64, f64, f64, p, p, p]
-        lib.vr_near.restype = None
-        lib.vr_shortlist.argtypes = [p, p, p, i64, f32, f32, f32, i64, f64, p, p, p, p, i64]
-        lib.vr_shortlist.restype = i64
-        return lib
-
-    @staticmethod
-    def _self_test(lib: Any) -> bool:
-        rng = np.random.default_rng(2024)
-        for d in (384, 17, 130):
-            x = rng.normal(size=(500, d)).astype(np.float32)
-            x[0] = 0.0
-            x[0, 0] = 1.0
-            x[1] = 1.0
-            x /= np.linalg.norm(x, axis=1, keepdims=True)
-            idx = Int8Flat(d, lib)
-            idx.extend(x, len(x))
-            for qv in (rng.normal(size=d), x[1], np.abs(rng.normal(size=d))):
-                qv = (qv / np.linalg.norm(qv)).astype(np.float32)
-                approx, eps, hi, lo, near, n_hi = idx.scan(qv)
-                near_hi, near_lo = near[:n_hi], near[n_hi:]
-                exact = x.astype(np.float64) @ qv.astype(np.float64)
-                if not np.all(np.abs(approx - exact) <= eps):
-                    return False
-                if hi != approx.max() or lo != approx.min():
-                    return False
-                if (near_hi.tolist() != np.flatnonzero(approx >= hi - 2 * eps).tolist()
-                        or near_lo.tolist() != np.flatnonzero(approx <= lo + 2 * eps).tolist()):
-                    return False
-                nh, nl = idx.near(approx, hi - 0.05, lo + 0.05)
-                if (nh.tolist() != np.flatnonzero(approx >= np.float64(hi) - 0.05).tolist()
-                        or nl.tolist() != np.flatnonzero(approx <= np.float64(lo) + 0.05).tolist()):
-                    return False
-                imp = rng.integers(1, 11, size=len(x)).astype(np.float32)
-                cand, kth = idx.shortlist([(0.5, imp), (3.0, approx)], 10, 0.01)
-                t = imp * np.float32(0.5) + approx * np.float32(3.0)
-                if abs(kth - float(np.sort(t)[-10])) > 1e-5 or not set(
-                        np.flatnonzero(t >= kth - 0.009).tolist()) <= set(cand.tolist()):
-                    return False
-        return True
-
-
-class Int8Flat:
-    """int8 copies of the rows of an embedding matrix in one flat array, scanned by `_Kernel`.
-
-    Row i is stored as round(x_i / s_i) + 128 (uint8; s_i = max|x_i| / 127, float32),
-    padded to a multiple of 64 components; rows are quantised once, on the first scan after
-    they are added, and never change. The error of the scan is bounded, not assumed:
-    |q.x - q~.x~| <= |q| |x - x~| + |q - q~| |x~| with the largest |x - x~| and |x~| over the
-    rows (kept as rows are quantised) and the query's own |q - q~| (computed per scan).
-    """
-
-    def __init__(self, dim: int, lib: Any, capacity: int = 1024) -> None:
-        self.dim = int(dim)
-        self.dp = -(-self.dim // 64) * 64
-        self.lib = lib
-        self.end = 0
-        self.emb_ptr: int | None = None  # rows of the float32 matrix to prefetch (a hint only)
-        self.emb_row = 0
-        import threading
-
-        self.lock = threading.Lock()  # the scratch buffers serve one retrieval at a time
-        self.res = 0.0  # max |x - x~| over quantised rows
-        self.xnorm = 0.0  # max |x~|
-        self._alloc(max(64, int(capacity)))
-        self._q8 = np.zeros(self.dp, np.int8)
-        self._cnt = np.zeros(2, np.int64)
-        self._kth = np.zeros(1, np.float64)
-        self._info = np.zeros(5, np.float64)
-        self._pq8, self._pinfo = self._q8.ctypes.data, self._info.ctypes.data
-        self._pcnt, self._pkth = self._cnt.ctypes.data, self._kth.ctypes.data
-
-    def _alloc(self, cap: int) -> None:
-        old_x, old_scale = getattr(self, "x", None), getattr(self, "scale", None)
-        self.x = np.full((cap, self.dp), 128, np.uint8)
-        self.scale = np.zeros(cap, np.float32)
-        if old_x is not None:
-            self.x[: self.end] = old_x[: self.end]
-            self.scale[: self.end] = old_scale[: self.end]
-        self.rel = np.zeros(cap, np.float32)  # scratch buffers, reused by every call
-        self.tot = np.zeros(cap, np.float32)
-        self.ia = np.zeros(2 * cap, np.int64)
-        self.ib = np.zeros(cap, np.int64)
-        # raw addresses for the compiled loops (numpy's .ctypes costs ~1 us per access)
-        self._px, self._pscale = self.x.ctypes.data, self.scale.ctypes.data
-        self._prel, self._ptot = self.rel.ctypes.data, self.tot.ctypes.data
-        self._pia, self._pib = self.ia.ctypes.data, self.ib.ctypes.data
-
-    def extend(self, emb: np.ndarray, n: int) -> None:
-        """Quantise rows [end, n) of `emb` (rows never change once added)."""
-        if emb.flags.c_contiguous and emb.dtype == np.float32 and emb.ndim == 2:
-            self.emb_ptr, self.emb_row = emb.ctypes.data, emb.strides[0]
-        if n <= self.end:
-            return
-        if n > self.x.shape[0]:
-            cap = self.x.shape[0]
-            while cap < n:
-                cap *= 2
-            self._alloc(cap)
-        rows = np.asarray(emb[self.end:n], dtype=np.float32)
-        scale = (np.abs(rows).max(axis=1) / np.float32(127.0)).astype(np.float32)
-        scale[scale == 0] = 1.0
-        q8 = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
-        deq = q8.astype(np.float64) * scale[:, None].astype(np.float64)
-        res = np.sqrt(((rows.astype(np.float64) - deq) ** 2).sum(axis=1))
-        xn = np.sqrt((deq ** 2).sum(axis=1))
-        self.res = max(self.res, float(res.max()))
-        self.xnorm = max(self.xnorm, float(xn.max()))
-        self.x[self.end:n, : self.dim] = (q8.astype(np.int16) + 128).astype(np.uint8)
-        self.scale[self.end:n] = scale
-        self.end = n
-
-    def scan(self, q: np.ndarray) -> tuple[np.ndarray, float, float, float, np.ndarray, int]:
-        """For one unit float32 query: (approx relevance of rows [0, end) — a view of a
-        reused buffer —, its error bound eps, max, min, the rows within 2 eps of the max then
-        those within 2 eps of the min, how many of the first kind)."""
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        self.lib.vr_scan(self._px, self._pscale, self.end, self.dp, q.ctypes.data, self.dim,
-                         self.res, self.xnorm, self._pq8, self._prel, self._pia, self._pib,
-                         self._pinfo, self.emb_ptr, self.emb_row)
-        eps, hi, lo, na, nb = self._info.tolist()
-        return self.rel[: self.end], eps, hi, lo, self.ia[: int(na + nb)].copy(), int(na)
-
-    def near(self, r: np.ndarray, hi: float, lo: float) -> tuple[np.ndarray, np.ndarray]:
-        """Indices with r >= hi and with r <= lo (compared in float64)."""
-        r = np.ascontiguousarray(r, dtype=np.float32)
-        n = r.size
-        if n > self.ib.size:
-            return np.flatnonzero(r >= np.float64(hi)), np.flatnonzero(r <= np.float64(lo))
-        self.lib.vr_near(r.ctypes.data, n, hi, lo, self._pia, self._pib, self._pcnt)
-        return self.ia[: self._cnt[0]].copy(), self.ib[: self._cnt[1]].copy()
-
-    def shortlist(self, terms: list[tuple[float, np.ndarray]], k: int,
-                  margin: float) -> tuple[np.ndarray, float]:
-        """(indices whose float32 sum of coef * array is >= its k-th best - margin, k-th best);
-        1 to 3 terms, k <= 64, k < len."""
-        ptr = [self._prel] * 3  # absent terms: coefficient 0 (exact zeros)
-        coef = [0.0, 0.0, 0.0]
-        keep = []
-        n = 0
-        for j, (c0, a) in enumerate(terms):
-            if a.dtype != np.float32 or not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a, dtype=np.float32)
-                keep.append(a)
-            ptr[j], coef[j], n = a.ctypes.data, float(c0), a.size
-        if n > self.tot.size:
-            raise ValueError("more candidates than the index holds")
-        c = self.lib.vr_shortlist(ptr[0], ptr[1], ptr[2], n, coef[0], coef[1], coef[2], k,
-                                  margin, self._ptot, self._pia, self._pkth, self.emb_ptr,
-                                  self.emb_row)
-        return self.ia[:c].copy(), float(self._kth[0])
-
-    @property
-    def nbytes_per_row(self) -> int:
-        """Bytes the scan reads per row: the int8 components and the float32 scale."""
-        return self.dp + 4
+# The compiled scan and its loops live in memory/kernel.py (re-exported here).
+from memory.kernel import KERNEL_ENV, Int8Flat, _Kernel  # noqa: E402,F401

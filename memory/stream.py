@@ -29,6 +29,7 @@ from memory.retrieval import (
     RetrievalWeights,
     _Kernel,
     Static,
+    approx_terms,
     bounded_top_k,
     exact_relevance,
 )
@@ -185,6 +186,9 @@ class MemoryStream:
         self._imp_hist = np.zeros(11, dtype=np.int64)  # records per importance 1..10
         self._acc_range: tuple[float, float] | None = None  # (min, max) of accessed; None: stale
         self._ref: float | None = None  # the time `growth` is relative to
+        self._imp_range: tuple[float, float] | None = None  # (min, max) importance; None: stale
+        self._plan: tuple[Any, Any] = (None, None)  # (key, plan) of `_fused_plan`
+        self._cols: tuple[Any, Any] = (None, None)  # (arrays, addresses) of `_fused_cols`
 
     def _local_id(self) -> int:
         self._last_local_id = next(self._counter)
@@ -262,6 +266,9 @@ class MemoryStream:
         a.emb[n] = vec
         a.importance[n] = a.importance32[n] = rec.importance
         self._imp_hist[rec.importance] += 1
+        if self._imp_range is not None:
+            lo, hi = self._imp_range
+            self._imp_range = (min(lo, rec.importance), max(hi, rec.importance))
         t = _to_seconds(created)
         a.created[n] = t
         self._records.append(rec)
@@ -277,6 +284,7 @@ class MemoryStream:
         self._imp_hist[rec.importance] -= 1
         rec.importance = int(min(10, max(1, int(importance))))
         self._imp_hist[rec.importance] += 1
+        self._imp_range = None
         self._a.importance[row] = self._a.importance32[row] = rec.importance
         return rec
 
@@ -342,59 +350,98 @@ class MemoryStream:
                 f"query embeddings have shape {q.shape} but this memory stream stores "
                 f"dim {self.dim}; expected (q, {self.dim})"
             )
-        norms = np.linalg.norm(q, axis=1, keepdims=True)
-        q = q / np.where(norms > 0, norms, 1.0)
-
         rows = self._kind_mask(kinds)
         n = len(self._records)
         m = n if rows is None else rows.size
         if m == 0 or k <= 0:
             return [[] for _ in range(q.shape[0])]
 
-        a = self._a
+        now_s = _to_seconds(now)
         flat = self._flat_index(n)
-        if flat is None:
+        plan = cols = None
+        if flat is not None and rows is None and flat.exact and k <= 64 and k < n:
+            plan = self._fused_plan(n, now_s, decay, weights)
+            if plan is not None:
+                cols = self._fused_cols()
+                if not plan[8]:
+                    cols = (0, *cols[1:])  # no recency term
+        results: list[list[Scored]] = []
+        picked: set[int] = set()
+        if plan is not None:  # all but recency's power in C, the query normalised there too
+            q = np.ascontiguousarray(q)
+            recs = self._records
+            wts = (weights.recency, weights.importance, weights.relevance)
+            for j in range(q.shape[0]):
+                with flat.lock:
+                    got = flat.top_k(q[j], k, now_s, decay, wts, cols, plan[:8])
+                    if got is None:  # the general path, from the scan just made
+                        results.append(self._general(flat.unit(), n, rows, now_s, k, weights,
+                                                     decay, picked, flat, flat.scanned()))
+                        continue
+                idx, vals = got
+                picked.update(idx)
+                results.append([Scored(recs[i], vals[4 * p + 1], vals[4 * p + 2],
+                                       vals[4 * p + 3], vals[4 * p])
+                                for p, i in enumerate(idx)])
+            if touch and picked:
+                self._touch(sorted(picked), now)
+            return results
+
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        q = q / np.where(norms > 0, norms, 1.0)
+        if flat is not None:  # one compiled pass per query (its buffer is reused)
+            for j in range(q.shape[0]):
+                with flat.lock:
+                    results.append(self._general(q[j], n, rows, now_s, k, weights, decay,
+                                                 picked, flat, flat.scan(q[j])))
+        else:
             approx, eps = self._scan(q, n)  # (q, n) relevance within eps of the exact one
-            if rows is not None:
-                approx = approx[:, rows]
+            for j in range(q.shape[0]):
+                results.append(self._general(q[j], n, rows, now_s, k, weights, decay, picked,
+                                             None, (approx[j], float(eps[j]))))
+        if touch and picked:
+            self._touch(sorted(picked), now)
+        return results
+
+    def _general(self, qj: np.ndarray, n: int, rows: np.ndarray | None, now_s: float, k: int,
+                 weights: RetrievalWeights, decay: float, picked: set[int],
+                 flat: Int8Flat | None, scan: tuple[Any, ...]) -> list[Scored]:
+        """Top-k for one query through `bounded_top_k` (kinds filters, no compiled kernel,
+        k above 64, recency without a shortcut): the same answer as `Int8Flat.top_k`.
+        `scan` is `flat.scan(qj)`'s result, or (approximate relevance of all n rows, its
+        bound) from `_scan`."""
+        a = self._a
         static = self._static(n, decay)
         if rows is not None:
             static = Static(static.importance[rows], static.accessed[rows],
                             static.importance32[rows],
                             None if static.growth is None else static.growth[rows], static.ref)
-        now_s = _to_seconds(now)
-        q64 = q.astype(np.float64)
+        q64 = qj.astype(np.float64)
 
-        results: list[list[Scored]] = []
-        picked: set[int] = set()
-        for j in range(q.shape[0]):
-            def exact_rel(idx: np.ndarray, qj: np.ndarray = q64[j]) -> np.ndarray:
-                return exact_relevance(a.emb[idx if rows is None else rows[idx]], qj)
+        def exact_rel(idx: np.ndarray) -> np.ndarray:
+            return exact_relevance(a.emb[idx if rows is None else rows[idx]], q64)
 
-            if flat is not None:  # one compiled pass per query (its buffer is reused)
-                with flat.lock:
-                    r_j, eps_j, hi, lo, near, n_hi = flat.scan(q[j])
-                    if rows is None:
-                        best, total, rec_n, imp_n, rel_n = bounded_top_k(
-                            r_j, eps_j, static, now_s, k, weights, exact_rel, decay,
-                            kern=flat, ext=(hi, lo), near=(near, n_hi))
-                    else:
-                        best, total, rec_n, imp_n, rel_n = bounded_top_k(
-                            r_j[rows], eps_j, static, now_s, k, weights, exact_rel, decay,
-                            kern=flat)
+        if flat is None:
+            approx, eps = scan
+            best, total, rec_n, imp_n, rel_n = bounded_top_k(
+                approx if rows is None else approx[rows], eps, static, now_s, k, weights,
+                exact_rel, decay)
+        else:
+            r_j, eps_j, hi, lo, near, n_hi = scan
+            if rows is None:
+                best, total, rec_n, imp_n, rel_n = bounded_top_k(
+                    r_j, eps_j, static, now_s, k, weights, exact_rel, decay,
+                    kern=flat, ext=(hi, lo), near=(near, n_hi))
             else:
                 best, total, rec_n, imp_n, rel_n = bounded_top_k(
-                    approx[j], float(eps[j]), static, now_s, k, weights, exact_rel, decay)
-            out = []
-            for i, t, rc, im, rl in zip(best.tolist(), total.tolist(), rec_n.tolist(),
-                                         imp_n.tolist(), rel_n.tolist()):
-                row = i if rows is None else int(rows[i])
-                picked.add(row)
-                out.append(Scored(self._records[row], rc, im, rl, t))
-            results.append(out)
-        if touch and picked:
-            self._touch(sorted(picked), now)
-        return results
+                    r_j[rows], eps_j, static, now_s, k, weights, exact_rel, decay, kern=flat)
+        out = []
+        for i, t, rc, im, rl in zip(best.tolist(), total.tolist(), rec_n.tolist(),
+                                     imp_n.tolist(), rel_n.tolist()):
+            row = i if rows is None else int(rows[i])
+            picked.add(row)
+            out.append(Scored(self._records[row], rc, im, rl, t))
+        return out
 
     # -- the approximate scan ------------------------------------------------------------
 
@@ -504,9 +551,48 @@ class MemoryStream:
                 self._ref = hi
                 a.growth[:n] = np.exp(_LAM * (a.accessed[:n] - hi))
             growth = a.growth[:n]
-        levels = np.flatnonzero(self._imp_hist)
         return Static(a.importance[:n], a.accessed[:n], a.importance32[:n], growth,
-                      self._ref or 0.0, (lo, hi), (float(levels[0]), float(levels[-1])))
+                      self._ref or 0.0, (lo, hi), self._importance_range())
+
+    def _importance_range(self) -> tuple[float, float]:
+        """(min, max) importance over all records, from the kept histogram."""
+        if self._imp_range is None:
+            levels = np.flatnonzero(self._imp_hist)
+            self._imp_range = (float(levels[0]), float(levels[-1]))
+        return self._imp_range
+
+    def _fused_plan(self, n: int, now_s: float, decay: float,
+                    weights: RetrievalWeights) -> tuple[float, ...] | None:
+        """`approx_terms` for `Int8Flat.top_k`, kept while `now`, the weights and the
+        ranges stay the same (the common case: several retrievals per game step); None when
+        the general path must answer (recency without the kept growth column, no shortcut)."""
+        acc_range = self._acc_range
+        if acc_range is not None and self._ref is not None and decay == RECENCY_DECAY \
+                and -60.0 < _LAM * (acc_range[1] - self._ref) < 60.0:
+            key = (now_s, decay, weights, acc_range, self._ref, self._importance_range())
+            if key == self._plan[0]:
+                return self._plan[1]
+        static = self._static(n, decay)  # brings the ranges and growth up to date
+        key = (now_s, decay, weights, self._acc_range, self._ref, self._importance_range())
+        t = approx_terms(static, now_s, weights, decay)
+        plan = None
+        if not t.exact_all and (t.rec is None or t.rec[1] is static.growth) and all(
+                math.isfinite(w) for w in (weights.recency, weights.importance,
+                                           weights.relevance)):
+            # (the 8 numbers `Int8Flat.top_k` takes, whether there is a recency term)
+            plan = (t.rec[0] if t.rec else 0.0, t.imp[0] if t.imp else 0.0, t.magnitude,
+                    t.slack, t.rec_lo, t.rec_hi, t.imp_lo, t.imp_hi, t.rec is not None)
+        self._plan = (key, plan)
+        return plan
+
+    def _fused_cols(self) -> tuple[int, int, int, int]:
+        """Addresses of the growth, float32 and float64 importance and last-access columns
+        (kept until the arrays are reallocated)."""
+        a = self._a
+        if self._cols[0] is not a.growth:
+            self._cols = (a.growth, (a.growth.ctypes.data, a.importance32.ctypes.data,
+                                     a.importance.ctypes.data, a.accessed.ctypes.data))
+        return self._cols[1]
 
     # -- checkpointing ------------------------------------------------------------------
 

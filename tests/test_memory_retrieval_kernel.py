@@ -213,3 +213,76 @@ def test_shortlist_is_a_superset_of_the_margin() -> None:
         need = set(np.flatnonzero(t >= ref_kth - margin + 1e-5 * max(1.0, abs(ref_kth))).tolist())
         assert need <= set(cand.tolist()), trial
         assert cand.tolist() == sorted(cand.tolist())
+
+
+@needs_kernel
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 17, 100, 384, 385, 1000])
+def test_compiled_exact_arithmetic_is_numpys(d: int) -> None:
+    """`vr_exact` (the shortlist's exact relevance) and `vr_unit` (the query's
+    normalisation) reproduce numpy's bits, or `exact_ok` says they do not and `Int8Flat.top_k`
+    stays off: never a silent difference."""
+    lib = _Kernel.get()
+    rng = np.random.default_rng(d)
+    x = rng.normal(size=(300, d)).astype(np.float32)
+    x[7] = -0.0
+    x[8] *= np.float32(1e-35)
+    x[9] *= np.float32(3e35)
+    idx = rng.permutation(300).astype(np.int64)
+    q = rng.normal(size=(1, d)).astype(np.float32)
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    unit = (q / np.where(norms > 0, norms, 1.0))[0]
+    q64 = unit.astype(np.float64)
+    out, u, sq = np.empty(300), np.empty(d, np.float32), np.empty(d, np.float32)
+    lib.vr_exact(x.ctypes.data, x.strides[0], idx.ctypes.data, 300, q64.ctypes.data, d,
+                 out.ctypes.data)
+    lib.vr_unit(q.ctypes.data, d, u.ctypes.data, sq.ctypes.data)
+    ref = np.einsum("ij,j->i", x[idx].astype(np.float64), q64)
+    same = (np.array_equal(out.view(np.int64), ref.view(np.int64))
+            and np.array_equal(u.view(np.int32), unit.view(np.int32)))
+    assert same or not _Kernel.exact_ok(lib, d)
+    if _Kernel.exact_ok(lib, d):
+        assert same
+
+
+@needs_kernel
+def test_compiled_rescore_and_its_fallbacks() -> None:
+    """`Int8Flat.top_k` (scan, shortlist and exact re-score in C) answers the common case;
+    weights it does not handle, k above its limit, filters and a zero query go through
+    `bounded_top_k`: every answer is `exact_top_k`'s, bit for bit."""
+    rng = np.random.default_rng(17)
+    n = 2000
+    v = _rng_unit(rng, n)
+    v[100:140] = v[5]  # ties in relevance
+    s = _build(v, rng.integers(1, 11, n), kinds=("observation", "plan"))
+    now = T0 + timedelta(seconds=10 * n + 600)
+    q = rng.normal(size=DIM)
+    got = _check(s, q, now)
+    flat = s._flat
+    assert flat is not None and flat.exact == _Kernel.exact_ok(_Kernel.get(), DIM)
+    if flat.exact:
+        qq = np.asarray(q, dtype=np.float32)
+        plan = s._fused_plan(n, _to_seconds(now), 0.995, RetrievalWeights())
+        assert plan is not None
+        cols = s._fused_cols()
+        idx, vals = flat.top_k(qq, 10, _to_seconds(now), 0.995, (1.0, 1.0, 1.0), cols,
+                               plan[:8])
+        assert [s._records[i].id for i in idx] == [g[0] for g in got]
+        assert vals[::4] == [g[1] for g in got]
+    for w in (RetrievalWeights(0, 0, 0), RetrievalWeights(0, 1, 0), RetrievalWeights(1, 0, 0),
+              RetrievalWeights(0, 0, 1), RetrievalWeights(-1, 2, -0.5),
+              RetrievalWeights.released_code()):
+        for k in (1, 10, 64, 65):
+            _check(s, q, now, k=k, weights=w)
+    _check(s, v[5], now, k=30)  # the 41 tied rows compete
+    a = s._a  # a zero query: every relevance 0 (the stream divides by 1, not by 0)
+    hits = s.retrieve(np.zeros(DIM), now, touch=False)
+    best, totals = exact_top_k(a.emb[:n], np.zeros(DIM, np.float32), a.importance[:n],
+                               a.accessed[:n], _to_seconds(now), 10)
+    assert [(g.record.index, g.score) for g in hits] == list(zip(best.tolist(),
+                                                                 totals.tolist()))
+    _check(s, q, now, kinds=("plan",))
+    qs = _rng_unit(rng, 3)
+    many = s.retrieve_many(qs, now, touch=False)
+    for qj, hits in zip(qs, many):
+        assert [(g.record.id, g.score, g.recency, g.importance, g.relevance)
+                for g in hits] == _check(s, qj, now)

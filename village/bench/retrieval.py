@@ -146,7 +146,7 @@ def run(quick: bool, log: Callable[[str], None] = print) -> list[Figure]:
                 baseline=f32_b, baseline_name="float32 embedding + importance + last access",
                 ratio=scan_b / f32_b, ratio_label="ours / float32",
                 note=(f"resident: float32 master copy {4 * s.dim} B (for the exact re-score and "
-                      f"checkpoints) + int8 copy {scan_b - 8} B + 41 B of columns + 24 B of "
+                      f"checkpoints) + int8 copy {scan_b - 8} B + 41 B of columns + 48 B of "
                       f"scratch; compiled scan available: {_Kernel.get() is not None}, torch "
                       f"int8 kernel: {Int8Blocks.available()}")))
         del s
