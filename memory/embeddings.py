@@ -13,7 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,6 +93,9 @@ class _CachedEmbedder:
         self.batch_size = batch_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        # Taken around encoding only (cache hits never wait): an in-process language model's
+        # lock, so the two never compete for the same cores (`share_cpu`).
+        self.cpu_lock: Any = nullcontext()
         self.hits = 0
         self.misses = 0
 
@@ -119,7 +122,9 @@ class _CachedEmbedder:
             step = self._request_size or max(1, len(new))
             for lo in range(0, len(new), step):
                 chunk = new[lo:lo + step]
-                for t, v in zip(chunk, self._encode(chunk)):
+                with self.cpu_lock:
+                    vecs = self._encode(chunk)
+                for t, v in zip(chunk, vecs):
                     out[missing[t]] = v
                     if self.cache_size > 0:
                         v = v.copy()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -66,6 +67,9 @@ def test_run_records_and_summarises(tmp_path):
                 "--no-cache", "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert "Model calls by purpose" in p.stdout and "What each agent did" in p.stdout
+    took = re.search(r"Recorded 120 steps in ([\d.]+) s .*\(recording took ([\d.]+) s, "
+                     r"([\d.]+)% of step time\)", " ".join(p.stdout.split()))
+    assert took and float(took[2]) <= float(took[1]) and 0 < float(took[3]) < 100
     conn = sqlite3.connect(out)
     assert conn.execute("SELECT status, last_step FROM runs").fetchone() == ("finished", 120)
     assert conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 121

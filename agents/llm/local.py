@@ -160,6 +160,7 @@ class LlamaCppModel:
         seed: int = 0,
         name: str | None = None,
         ram_cache_bytes: int = 512 << 20,
+        q8: bool | None = None,
     ) -> None:
         self.path = Path(path)
         self.ram_cache_bytes = ram_cache_bytes
@@ -174,7 +175,7 @@ class LlamaCppModel:
         self.seed = seed
         # The bundled file runs as its Q8_0 copy (made on first load), under its own name:
         # its answers differ slightly from the Q4_1 file's, so they are cached apart.
-        self.q8 = _is_bundled(self.path) and _use_q8()
+        self.q8 = _is_bundled(self.path) and (_use_q8() if q8 is None else q8)
         if name is None:
             if _is_bundled(self.path):
                 name = BUNDLED_NAME if self.q8 else ORIGINAL_NAME
@@ -182,6 +183,9 @@ class LlamaCppModel:
                 name = f"gguf:{self.path}"
         self.name = name
         self._llm: Any = None
+        # Held for each call. An in-process embedder may share it (`cpu_lock`): llama.cpp's
+        # threads spin-wait for each other, and any other CPU work on their cores while a
+        # call runs (a MiniLM encode) slowed generation here from ~75 to 4-40 tokens/s.
         self._lock = threading.RLock()
 
     def _model(self) -> Any:
@@ -241,6 +245,11 @@ class LlamaCppModel:
             finish_reason=choice.get("finish_reason") or "stop",
             extra={"timings": timings} if timings else {},
         )
+
+    @property
+    def cpu_lock(self) -> threading.RLock:
+        """The lock each call holds: share it with other CPU-bound work in this process."""
+        return self._lock
 
     def count_tokens(self, text: str) -> int:
         """Tokens as this model's tokenizer sees them (no BOS)."""
