@@ -162,6 +162,14 @@ class MiniLMEmbedder(_CachedEmbedder):
         self._path = Path(path) if path is not None else None
         self._model: Any = None
 
+    def use_threads(self, n: int) -> None:
+        """Set torch's intra-op threads (process-wide), now if loaded, else at load."""
+        self.threads = n
+        if self._model is not None:
+            import torch
+
+            torch.set_num_threads(n)
+
     def _load(self) -> Any:
         """Load the model from disk; offline flags first so nothing can reach the Hub."""
         if self._model is None:

@@ -32,7 +32,8 @@ class _SlowEncoder(MiniLMEmbedder):
 def test_the_encoder_waits_for_the_call_in_progress_but_cache_hits_do_not() -> None:
     model = LlamaCppModel(bundled_gguf_path())  # not loaded: only its lock is used
     enc = _SlowEncoder()
-    assert share_cpu(model, enc) and enc.cpu_lock is model.cpu_lock
+    assert enc.threads is None
+    assert share_cpu(model, enc) and enc.cpu_lock is model.cpu_lock and enc.threads == 1
     enc.embed(["cached already"])
     held, release = threading.Event(), threading.Event()
 

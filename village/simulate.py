@@ -103,13 +103,16 @@ def build(scenario: Scenario | str, opts: RunOptions) -> VillageModel:
 
 
 def share_cpu(backend: Any, embedder: Any) -> bool:
-    """An in-process model and an in-process encoder take turns on the CPU: each uses every
-    core it is given, and llama.cpp's threads spin-wait, so overlapping them cost far more
-    than it saved (BENCHMARKS.md §4). True when they now share the model's lock."""
+    """An in-process model and an in-process encoder take turns on the CPU, and the encoder
+    runs on one thread: llama.cpp's threads spin-wait for each other, so any other busy
+    thread on their cores — a concurrent encode, or torch's own worker threads still spinning
+    after one — cut generation from ~74 to ~27 tokens/s here (BENCHMARKS.md §4). True when
+    they now share the model's lock."""
     lock = getattr(backend, "cpu_lock", None)
     if lock is None or not isinstance(embedder, MiniLMEmbedder):
         return False
     embedder.cpu_lock = lock
+    embedder.use_threads(1)
     return True
 
 
