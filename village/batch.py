@@ -42,7 +42,7 @@ from village.config import SimConfig
 from village.model import VillageModel
 from village.recorder import Recorder
 from village.scenario import load_scenario
-from village.simulate import RunOptions, _version, recorded_config
+from village.simulate import RunOptions, _version, recorded_config, share_cpu
 
 
 def ablation_set(ablate: str | Iterable[str] | None) -> frozenset[str]:
@@ -102,6 +102,7 @@ class VillageBatchModel(VillageModel):
             config=recorded_config(opts, backend.max_concurrency), village_version=_version())
         if steps is not None:
             recorder.update_run(target_steps=int(steps), status="running")
+        share_cpu(backend, emb)
         accounting = Accounting()
         rcache = ResponseCache(default_cache_path()) if cache else None
         llm_stack = compose(backend, cache=rcache, accounting=accounting, sink=recorder.call,

@@ -20,6 +20,7 @@ from memory.persistence import stream_from_rows
 from memory.stream import MemoryStream, Scored
 from village.recorder import iso
 from village.replay import ReplayError, ReplayReader
+from village.simulate import share_cpu
 
 
 class InterviewError(ValueError):
@@ -99,6 +100,7 @@ def interview(path: str | Path, agent: str, question: str, *, at: int | None = N
         reader.close()
     model = llm or build_model(llm_spec or spec_for_recorded(run["llm"]), n_ctx=n_ctx,
                                seed=run["seed"] or 0)
+    share_cpu(model, embedder)
     hits = stream.retrieve(embedder.embed([question])[0], now, k=k, touch=False) if len(stream) else []
     traits = ", ".join(json.loads(a["traits"] or "[]"))
     identity = (f"{a['name']} is {a['age']} years old ({traits}). {a['background']} "
