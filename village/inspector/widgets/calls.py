@@ -12,6 +12,9 @@ from village.inspector.fmt import call_flags, short_time
 from village.inspector.widgets.base import View
 
 PURPOSES = ("importance", "plan", "react", "converse", "reflect", "interview")
+# Fixed, so the totals do not reflow as rows arrive (a table sizes a column to the
+# longest cell it has seen; its header may be drawn before the rows).
+PURPOSE_WIDTH = 12
 LIMIT = 500
 
 
@@ -36,8 +39,9 @@ class CallsView(View, Vertical):
             yield Select([(p, p) for p in PURPOSES], prompt="all purposes", id="calls-purpose",
                          compact=True)
         totals = DataTable(cursor_type="none", id="calls-totals")
-        totals.add_columns("Purpose", "Calls", "Cache", "Tok in", "Tok out", "ms", "Retry",
-                           "Inval", "Fallbk", "Err")
+        totals.add_column("Purpose", width=PURPOSE_WIDTH)
+        totals.add_columns("Calls", "Cache", "Tok in", "Tok out", "ms", "Retry", "Inval",
+                           "Fallbk", "Err")
         yield totals
         yield Static(id="calls-status")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="calls-table")
