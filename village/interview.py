@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agents.llm.base import LanguageModel
 from agents.llm.factory import build_model
-from agents.llm.local import ORIGINAL_NAME
+from agents.llm.local import spec_for as local_spec_for
 from agents.prompting import PromptRunner
 from memory.embeddings import Embedder, load_embedder
 from memory.persistence import stream_from_rows
@@ -39,10 +39,8 @@ class Answer:
 
 def spec_for_recorded(llm_name: str) -> str:
     """The backend spec that rebuilds the model a run recorded (`runs.llm`)."""
-    if llm_name == ORIGINAL_NAME:  # recorded before the bundled model ran as Q8_0
-        return "local:q4_1"
     if llm_name.startswith("local:"):
-        return "local"
+        return local_spec_for(llm_name)
     return llm_name
 
 

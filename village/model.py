@@ -201,7 +201,7 @@ class VillageModel(mesa.Model):
         self._end_conversations()
         t1 = time.perf_counter()
         self._record_states()
-        self._commit((t1 - t0) * 1000)
+        self._commit((time.perf_counter() - t0) * 1000)
         t2 = time.perf_counter()
         self.stepping_s += t2 - t0
         self.recording_s += t2 - t1

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from agents.llm.cache import ResponseCache, default_cache_path
 from agents.llm.factory import build_model, compose
-from agents.llm.local import ORIGINAL_NAME
+from agents.llm.local import spec_for as local_spec_for
 from agents.llm.base import ModelError
 from agents.llm.wrappers import Accounting, RetryPolicy, one_line
 from memory.embeddings import MiniLMEmbedder, load_embedder
@@ -273,8 +273,8 @@ def options_from_run(run: dict[str, Any], path: Path, over: Overrides | None = N
         raise ResumeError(f"{path}: unreadable options in runs.config ({one_line(exc)})") from None
     cache_path = over.cache_path or (Path(cfg["cache_path"]) if cfg.get("cache_path") else None)
     llm = over.llm or cfg["llm_spec"]
-    if llm == "local" and run.get("llm") == ORIGINAL_NAME:
-        llm = "local:q4_1"  # recorded before the bundled model ran as Q8_0: continue on its file
+    if llm == "local":
+        llm = local_spec_for(run.get("llm") or "")
     return RunOptions(
         llm=llm, embedder=cfg.get("embedder_spec") or "local",
         seed=run.get("seed"), out=path,

