@@ -432,7 +432,7 @@ int64_t vr_final(const int64_t *cand, int64_t c, const double *relc, const doubl
 }
 """
 
-_F32_REL = 1e-6  # as memory/retrieval.py: bound on the relative rounding of a float32 total
+_F32_REL = 1e-6  # bound on the relative rounding of the float32 approximate total (4x margin)
 _CFLAGS = ("-O3", "-ffp-contract=off")  # no fused a*b+c: C must round as numpy does
 
 

@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+# The compiled scan and its loops live in memory/kernel.py (re-exported here).
+from memory.kernel import _F32_REL, KERNEL_ENV, Int8Flat, _Kernel  # noqa: F401
+
 RECENCY_DECAY = 0.995
 """Per game-hour decay factor of recency (the paper's value)."""
 
@@ -157,7 +160,6 @@ F32_EPS = 1e-4
 """Bound on the error of a float32 dot product of two unit vectors of up to 1,024 dims
 (worst case d * 2**-24 = 6e-5), with margin."""
 
-_F32_REL = 1e-6  # bound on the relative rounding of the float32 approximate total (4x margin)
 _F64_REL = 1e-12  # bound on float64 rounding of a [0, 1]-scaled component (generous)
 
 
@@ -471,7 +473,3 @@ class Int8Blocks:
         """Bytes the scan reads per row: int8 components plus the kernel's per-row terms
         (scale, column offset)."""
         return self.dim + 8
-
-
-# The compiled scan and its loops live in memory/kernel.py (re-exported here).
-from memory.kernel import KERNEL_ENV, Int8Flat, _Kernel  # noqa: E402,F401

@@ -383,22 +383,19 @@ class MemoryStream:
                 results.append([Scored(recs[i], vals[4 * p + 1], vals[4 * p + 2],
                                        vals[4 * p + 3], vals[4 * p])
                                 for p, i in enumerate(idx)])
-            if touch and picked:
-                self._touch(sorted(picked), now)
-            return results
-
-        norms = np.linalg.norm(q, axis=1, keepdims=True)
-        q = q / np.where(norms > 0, norms, 1.0)
-        if flat is not None:  # one compiled pass per query (its buffer is reused)
-            for j in range(q.shape[0]):
-                with flat.lock:
-                    results.append(self._general(q[j], n, rows, now_s, k, weights, decay,
-                                                 picked, flat, flat.scan(q[j])))
         else:
-            approx, eps = self._scan(q, n)  # (q, n) relevance within eps of the exact one
-            for j in range(q.shape[0]):
-                results.append(self._general(q[j], n, rows, now_s, k, weights, decay, picked,
-                                             None, (approx[j], float(eps[j]))))
+            norms = np.linalg.norm(q, axis=1, keepdims=True)
+            q = q / np.where(norms > 0, norms, 1.0)
+            if flat is not None:  # one compiled pass per query (its buffer is reused)
+                for j in range(q.shape[0]):
+                    with flat.lock:
+                        results.append(self._general(q[j], n, rows, now_s, k, weights, decay,
+                                                     picked, flat, flat.scan(q[j])))
+            else:
+                approx, eps = self._scan(q, n)  # (q, n) relevance within eps of the exact one
+                for j in range(q.shape[0]):
+                    results.append(self._general(q[j], n, rows, now_s, k, weights, decay,
+                                                 picked, None, (approx[j], float(eps[j]))))
         if touch and picked:
             self._touch(sorted(picked), now)
         return results
