@@ -4,6 +4,7 @@ raises ScenarioError with a one-line message naming the file; never anything els
 a traceback. A handful go through the CLI (exit status 2, one line on stderr)."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -145,7 +146,7 @@ def mutated_structures(draw: st.DrawFn) -> dict[str, Any]:
             else:
                 target.append(draw(values))
         elif op == "duplicate" and isinstance(parent, list):
-            parent.insert(int(key), json.loads(json.dumps(parent[key])))
+            parent.insert(int(key), copy.deepcopy(parent[key]))  # may hold a drawn datetime
         elif op == "empty":
             parent[key] = type(parent[key])() if isinstance(parent[key], (list, dict, str)) else 0
     return data
